@@ -1,0 +1,3 @@
+"""One file per architecture; importing this package registers every variant."""
+
+from . import msrnet  # noqa: F401

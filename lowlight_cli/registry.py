@@ -1,0 +1,127 @@
+"""Model registry: what each model is and what it needs, by name.
+
+Names follow ``arch`` or ``arch.tag``: the arch picks code and hyperparameters (a registered
+:class:`ModelSpec`), the tag picks a weights entry in ``weights.toml``. ``msrnet`` means the arch's
+default weights; ``msrnet.lol`` names them explicitly. Baselines are weight-free models with the same
+name space, so ``--model`` accepts both.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ModelNotFoundError
+
+Kind = Literal["learned", "baseline"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainRecipe:
+    """How a model's paper trains it, scaled to what we can afford. Read by ``train.py``.
+
+    ``loss`` builds the objective: a module called as ``loss(net, low, high) -> (scalar, parts)``
+    so a model with auxiliary outputs (NEID's detail branch) can ask the net for them.
+    ``milestones`` are fractions of ``steps`` where the learning rate is multiplied by ``gamma``.
+    ``input_downscale``: the input crop is ``patch * input_downscale`` pixels, downsampled (bicubic)
+    by that factor before entering the net, while the target keeps the full crop (NEID's x2 recipe).
+    """
+
+    loss: Callable[[], Any]
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    patch: int = 128
+    batch: int = 16
+    steps: int = 20_000
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    input_downscale: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Everything the inference engine and the trainer need to know about one model.
+
+    Learned models give ``build`` (a class taking keyword-only hyperparameters) and ``hparams``;
+    baselines give ``enhance``, a function ``(H, W, 3) float32 in [0, 1] -> same``.
+    ``scales``: output scales the model can produce, its native scale last (NEID: ``(1, 2)``; a
+    smaller scale downsamples the input first). ``size_multiple``: input sides are padded to it.
+    ``tile_safe``: False when the output depends on global image statistics (global pooling,
+    histograms); the tiler then warns or uses one whole-image pass. ``overlap``: default tile overlap
+    in input pixels, at least the receptive-field radius.
+    """
+
+    name: str
+    kind: Kind
+    summary: str
+    paper: str = ""
+    build: Callable[..., Any] | None = None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    enhance: Callable[[np.ndarray], np.ndarray] | None = None
+    scales: tuple[int, ...] = (1,)
+    size_multiple: int = 1
+    tile_safe: bool = True
+    half_safe: bool = True
+    overlap: int = 32
+    default_tile: int = 512
+    recipe: TrainRecipe | None = None
+
+    @property
+    def scale(self) -> int:
+        """The model's native output scale."""
+        return self.scales[-1]
+
+    def create(self) -> Any:
+        """A freshly initialised network (random weights: only for training or tests)."""
+        if self.build is None:
+            raise ModelNotFoundError(f"{self.name!r} is a baseline and has no network", None)
+        return self.build(**self.hparams)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_loaded = False
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    if "." in spec.name:
+        raise ValueError(f"model name {spec.name!r} may not contain '.': that separates the weights tag")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import baselines, models  # noqa: F401  (importing registers them)
+
+
+def specs(kind: Kind | None = None) -> list[ModelSpec]:
+    _ensure_loaded()
+    return [s for s in _REGISTRY.values() if kind is None or s.kind == kind]
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"msrnet.lol"`` -> ``("msrnet", "lol")``; ``"msrnet"`` -> ``("msrnet", None)``."""
+    arch, _, tag = name.partition(".")
+    return arch, tag or None
+
+
+def get(name: str) -> ModelSpec:
+    """The spec for ``name`` (with or without a weights tag); unknown names suggest the closest."""
+    _ensure_loaded()
+    arch, _ = split_name(name.strip().lower())
+    if arch in _REGISTRY:
+        return _REGISTRY[arch]
+    close = difflib.get_close_matches(arch, list(_REGISTRY), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ModelNotFoundError(
+        f"unknown model {name!r}",
+        hint + "`lowlight models` lists every model.",
+    )
