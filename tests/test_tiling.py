@@ -1,0 +1,85 @@
+"""The tiling engine: tiled equals whole for a model whose receptive field fits in the overlap."""
+
+import pytest
+import torch
+from torch import nn
+
+from lowlight_cli.tiling import edge_ramp, tile_starts, tiled_forward
+
+
+def toy_net(scale: int = 1) -> nn.Module:
+    """Fully convolutional, receptive-field radius 2 (two 3x3 convs), optional x2 sub-pixel output."""
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3 * scale * scale, 3, padding=1)]
+    if scale > 1:
+        layers.append(nn.PixelShuffle(scale))
+    return nn.Sequential(*layers).eval()
+
+
+def run(net, image, **kw):
+    with torch.no_grad():
+        return tiled_forward(net, image, **kw)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 131), (33, 200), (1, 1), (7, 300)])
+@pytest.mark.parametrize("scale", [1, 2])
+def test_tiled_equals_whole(size, scale):
+    net = toy_net(scale)
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        whole = net(image)
+    tiled = run(net, image, tile=32, overlap=8, scale=scale)
+    assert tiled.shape == whole.shape
+    assert torch.max(torch.abs(tiled - whole)) < 1e-4
+
+
+def test_tile_larger_than_image_is_one_pass():
+    calls = []
+
+    def forward(t):
+        calls.append(t.shape)
+        return t
+
+    image = torch.rand(1, 3, 50, 70)
+    out = tiled_forward(forward, image, tile=512, overlap=32)
+    assert len(calls) == 1 and torch.equal(out, image)
+
+
+def test_constant_image_stays_constant():
+    image = torch.full((1, 3, 150, 170), 0.3)
+    out = tiled_forward(lambda t: t * 2, image, tile=48, overlap=16)
+    assert torch.allclose(out, torch.full_like(out, 0.6), atol=1e-6)
+
+
+def test_padding_to_size_multiple_is_cropped_back():
+    seen = []
+
+    def forward(t):
+        seen.append(tuple(t.shape[-2:]))
+        return t
+
+    image = torch.rand(1, 3, 45, 61)
+    out = tiled_forward(forward, image, tile=40, overlap=8, multiple=16)
+    assert all(h % 16 == 0 and w % 16 == 0 for h, w in seen)
+    assert torch.allclose(out, image, atol=1e-6)
+
+
+def test_windows_of_neighbours_sum_to_one_over_the_overlap():
+    left = edge_ramp(32, 16, before=False, after=True)
+    right = edge_ramp(32, 16, before=True, after=False)
+    shared = left[-16:] + right[:16]
+    assert torch.allclose(shared, torch.ones(16), atol=1e-6)
+    assert torch.all(left[-4:] == 0)  # the zero-padded margin never contributes
+
+
+def test_tile_starts_cover_and_overlap():
+    for length, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (1000, 256, 64)]:
+        starts = tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + min(tile, length) == length
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_bad_tile_values_raise():
+    with pytest.raises(ValueError):
+        tiled_forward(lambda t: t, torch.rand(1, 3, 8, 8), tile=8, overlap=8)
