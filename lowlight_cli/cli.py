@@ -28,8 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # Options shared by several commands, defined once.
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model or baseline name (see `lowlight models`).")]
@@ -93,7 +93,7 @@ def enhance(
     enhancer = load_enhancer(model or default_model_name(), weights=weights, options=options)
     jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
                       recursive=recursive, shard=batch.parse_shard(shard))
-    failures: list[tuple[Path, str]] = []
+    failures: list[LowlightError] = []
     with progress_bar() as bar:
         files = bar.add_task("images", total=len(jobs))
         tiles = bar.add_task("tiles", total=None, visible=False)
@@ -110,7 +110,7 @@ def enhance(
                     seconds = batch.run_job(enhancer, job, on_tile)
                     record |= {"seconds": round(seconds, 3), "status": "ok"}
                 except LowlightError as e:
-                    failures.append((job.src, e.message))
+                    failures.append(e)
                     record |= {"seconds": 0.0, "status": "failed", "error": e.message}
             bar.update(tiles, visible=False)
             bar.advance(files)
@@ -119,9 +119,12 @@ def enhance(
             else:
                 out.print(f"{record['status']:>7}  {job.src} -> {job.dst}", highlight=False)
     if failures:
-        err.print(f"[red]{len(failures)} of {len(jobs)} failed:[/red]")
-        for src, msg in failures:
-            err.print(f"  {src}: {msg}", highlight=False, markup=False)
+        if len(jobs) > 1:
+            err.print(f"{len(failures)} of {len(jobs)} inputs failed:", highlight=False)
+        for e in failures:
+            err.print(f"Error: {e.message}", highlight=False, markup=False)
+        if len(failures) == 1 and failures[0].hint:
+            err.print(f"Hint: {failures[0].hint}", highlight=False, markup=False)
         raise typer.Exit(1)
 
 
@@ -140,6 +143,220 @@ def models(as_json: JsonOpt = False) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     out.print(table)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="Learned model to train (see `lowlight models`).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log, config, export.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Paired dataset layout; only lol.")] = "lol",
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="LOL root holding our485/ and scenes.csv.")] = None,
+    synthetic: Annotated[Optional[Path], typer.Option("--synthetic", help="Folder of normal-light photos; pairs are synthesized.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: the model's recipe).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Crops per step and process.")] = None,
+    patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and batches.")] = 0,
+    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 250,
+    ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Write last.pt every N steps.")] = 250,
+    threads: Annotated[int, typer.Option("--threads", help="Torch CPU threads per process; 0 for the default.")] = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
+) -> None:
+    """Train a model; the best checkpoint by validation PSNR is exported at the end.
+
+    Examples:
+
+      lowlight train --model msrnet --dataset lol --data-dir ../shared/data/lol --out runs/msrnet-lol
+
+      lowlight train --model msrnet --out runs/msrnet-lol --resume
+
+      lowlight train --model msrnet --synthetic photos/ --out runs/msrnet-syn --steps 5000
+
+      torchrun --standalone --nproc_per_node 2 -m lowlight_cli.cli train --model msrnet --out runs/ddp
+    """
+    from .train import TrainConfig, fit
+
+    fit(TrainConfig(
+        model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
+        batch=batch, patch=patch, lr=lr, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        threads=threads, device=device, resume=resume,
+    ))
+
+
+@app.command("export")
+def export_run(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `lowlight train`.")],
+) -> None:
+    """Write RUN_DIR/export/<model>-<data>.safetensors from best.pt; print its sha256 and a weights.toml entry.
+
+    Examples:
+
+      lowlight export runs/msrnet-lol
+    """
+    from .train import export
+
+    path, sha, toml = export(run_dir)
+    out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)
+
+
+# Options of the commands that score models on paired data.
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="Paired dataset; only lol (any folder in its layout via --data-dir).")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset root holding <split>/low and <split>/high.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="eval15 (the reported test split) or our485.")]
+MethodsHelp = "Comma-separated models/baselines (default: every baseline and every learned model with weights)."
+ScoreScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale; scores need the target's size, so 1 by default.")]
+
+
+def _names(text: str | None) -> list[str]:
+    from .evaluate import default_models
+
+    return default_models() if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+SCORE_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "psnr_gtmean": "{:.2f}", "ssim_gtmean": "{:.3f}"}
+
+
+def _scores_table(title: str, rows: list[dict]) -> Table:
+    """Model, the four scores and seconds per image; "-" where a row has no score."""
+    table = Table(title=title)
+    for col in ("model", "PSNR", "SSIM", "PSNR GT-mean", "SSIM GT-mean", "s/img"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in rows:
+        cells = [SCORE_FORMATS[k].format(row[k]) if k in row else "-" for k in SCORE_FORMATS]
+        table.add_row(row["model"], *cells, f"{row['seconds']:.3f}")
+    return table
+
+
+def _print_protocol(dataset_line: str | None = None) -> None:
+    """The lines that say what the scores below mean, unwrapped so that they can be grepped and quoted."""
+    from .metrics import PROTOCOL
+
+    for line in ([dataset_line] if dataset_line else []) + [f"Protocol: {PROTOCOL}"]:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_result(dataset: str, result) -> None:
+    split = result.split_dir.name
+    _print_protocol(f"Dataset: {dataset} {split} ({result.split_dir}), {result.pairs} pairs")
+    title = f"{dataset} {split}, {result.pairs} pairs: PSNR (dB) / SSIM on RGB, plain and GT-mean"
+    out.print(_scores_table(title, result.summary))
+
+
+def _progress(bar: Progress, description: str):
+    task = bar.add_task(description, total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command("eval")
+def eval_models(
+    dataset: DatasetOpt = "lol",
+    data_dir: DataDirOpt = None,
+    split: SplitOpt = "eval15",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=MethodsHelp)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-image rows: .csv or .json.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N pairs.")] = None,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = 0,
+    overlap: OverlapOpt = None,
+    precision: PrecisionOpt = "fp32",
+    scale: ScoreScaleOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score models on a paired dataset: PSNR and SSIM, plain and GT-mean, and seconds per image.
+
+    The protocol is printed with the table. Never choose a model or setting by its eval15 score.
+
+    Examples:
+
+      lowlight eval --dataset lol --data-dir ../shared/data/lol --split eval15
+
+      lowlight eval --model clahe,msrcr,msrnet --output rows.csv
+
+      lowlight eval --model msrnet --limit 5 --device cuda --json
+    """
+    from .evaluate import check_rows_path, evaluate, resolve_dataset, write_rows
+
+    options = run_options(device, tile, overlap, precision, scale)
+    if output is not None:
+        check_rows_path(output)
+    split_dir = resolve_dataset(dataset, data_dir, split)
+    with progress_bar() as bar:
+        result = evaluate(_names(model), split_dir, options, limit=limit, progress=_progress(bar, "eval"))
+    if output is not None:
+        write_rows(output, result.rows)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_result(dataset, result)
+
+
+@app.command()
+def compare(
+    input_path: Annotated[Optional[Path], typer.Argument(help="Image to enhance with every method.", show_default=False)] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help=MethodsHelp)] = None,
+    ref: Annotated[Optional[Path], typer.Option("--ref", help="Reference (well-exposed) image: adds PSNR/SSIM.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Grid image (INPUT; default <stem>_compare.png beside it) or folder (--dataset).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Compare on a paired dataset instead of one image: lol.")] = None,
+    data_dir: DataDirOpt = None,
+    split: SplitOpt = "eval15",
+    grids: Annotated[int, typer.Option("--grids", help="With --dataset: grids for this many pairs.")] = 3,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = 0,
+    overlap: OverlapOpt = None,
+    precision: PrecisionOpt = "fp32",
+    scale: ScoreScaleOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show methods side by side in a captioned grid; with a reference, score them too.
+
+    Examples:
+
+      lowlight compare dark.jpg --methods clahe,msrcr,msrnet          # writes dark_compare.png
+
+      lowlight compare dark.png --ref bright.png --methods he,msrcr -o grid.png
+
+      lowlight compare --dataset lol --data-dir ../shared/data/lol --methods clahe,msrcr -o cmp/
+    """
+    from .errors import OutputError, UsageError
+    from .evaluate import compare_dataset, compare_image, json_ready, resolve_dataset, save_grid
+
+    if (input_path is None) == (dataset is None):
+        raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
+    if dataset is not None and ref is not None:
+        raise UsageError("--ref goes with an INPUT image; a dataset brings its own references", "drop --ref")
+    options = run_options(device, tile, overlap, precision, scale)
+    names = _names(methods)
+    if input_path is not None:
+        name = f"{input_path.stem}_compare.png"
+        target = input_path.with_name(name) if output is None else output / name if output.is_dir() else output
+        if target.exists() and target.resolve() == input_path.resolve():
+            raise OutputError(f"output {target} would overwrite the input", "choose another -o")
+        grid, rows = compare_image(input_path, names, ref, options)
+        save_grid(target, grid)
+        if as_json:
+            print(json.dumps({"output": str(target), "models": json_ready(rows)}, indent=2))
+            return
+        if ref is not None:
+            _print_protocol()
+        title = f"against {ref}: PSNR (dB) / SSIM on RGB, plain and GT-mean" if ref else str(input_path)
+        out.print(_scores_table(title, rows))
+        out.print(f"grid: {target}", highlight=False, markup=False)
+        return
+    split_dir = resolve_dataset(dataset, data_dir, split)
+    folder = output or Path(f"compare_{dataset}_{split}")
+    with progress_bar() as bar:
+        result, images = compare_dataset(names, split_dir, options, n_grids=grids, progress=_progress(bar, "compare"))
+    paths = []
+    for stem, grid in images.items():
+        paths.append(folder / f"{stem}_compare.png")
+        save_grid(paths[-1], grid)
+    if as_json:
+        print(json.dumps(result.to_dict() | {"grids": [str(p) for p in paths]}, indent=2))
+        return
+    _print_result(dataset, result)
+    for path in paths:
+        out.print(f"grid: {path}", highlight=False, markup=False)
 
 
 def main() -> None:

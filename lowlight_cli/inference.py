@@ -27,7 +27,7 @@ log = logging.getLogger("lowlight")
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE, MAX_TILE = 128, 2048
-FALLBACK_MODEL = "msrcr"  # the default until a learned model with bundled weights and an eval15 score exists
+FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,392 @@
+"""Evaluation and comparison: scores on paired datasets, side-by-side grids, the model table.
+
+Every score goes through :func:`score` and every model through :func:`inference.load_enhancer`, so
+``eval``, ``compare`` and ``enhance`` see the same outputs. Scores are taken at the target's
+resolution: models run at ``--scale 1`` unless the options say otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from . import registry
+from .data import default_lol_roots, find_pairs
+from .errors import DatasetError, OutputError, UsageError
+from .images import Picture, _write_atomic, read_image, to_uint8, write_image
+from .inference import Enhancer, RunOptions, load_enhancer
+from .metrics import PROTOCOL, gt_mean, psnr, ssim
+from .tiling import Progress
+
+DATASETS = ("lol",)
+SPLITS = ("eval15", "our485")
+# The Hub dataset repo that mirrors LOL in its layout, pinned to a 40-hex commit:
+# {"repo_id": "owner/name", "revision": "<commit>"}. None until a mirror is published; the
+# resolution then ends with an error asking for --data-dir.
+LOL_HUB: dict[str, str] | None = None
+
+METRICS = ("psnr", "ssim", "psnr_gtmean", "ssim_gtmean")
+ROW_KEYS = ("model", "image", *METRICS, "seconds")
+ROW_SUFFIXES = (".csv", ".json")
+
+_DATA_HINT = "pass --data-dir DIR (a folder holding eval15/ and our485/, each with low/ and high/) or set LOWLIGHT_DATA"
+
+
+def resolve_dataset(name: str = "lol", data_dir: Path | None = None, split: str = "eval15") -> Path:
+    """The folder of ``split`` (holding ``low/`` and ``high/``) of dataset ``name``.
+
+    Looks in ``data_dir`` if given (and nowhere else), then ``$LOWLIGHT_DATA``, then the cache
+    (``$LOWLIGHT_CACHE/datasets/lol``), then downloads the split from the Hub mirror in
+    :data:`LOL_HUB` into that cache unless ``HF_HUB_OFFLINE`` is set. Raises UsageError for an
+    unknown name or split, DatasetError when the split is found nowhere.
+    """
+    if name.lower() not in DATASETS:
+        raise UsageError(
+            f"unknown dataset {name!r}",
+            f"known: {', '.join(DATASETS)}; other paired data in the LOL layout: --dataset lol --data-dir DIR",
+        )
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}", f"use --split {' or '.join(SPLITS)}")
+    if data_dir is not None:
+        folder = Path(data_dir) / split
+        if not (folder / "low").is_dir():
+            raise DatasetError(f"{folder} does not exist or has no low/ folder", _DATA_HINT)
+        return folder
+    roots = default_lol_roots()
+    for root in roots:
+        if (root / split / "low").is_dir():
+            return root / split
+    return _download_split(split, cache=roots[-1], searched=roots)
+
+
+def _download_split(split: str, *, cache: Path, searched: list[Path]) -> Path:
+    import huggingface_hub
+    from huggingface_hub import constants as hf_constants
+
+    where = f"LOL {split} is not in {', '.join(map(str, searched))}"
+    if LOL_HUB is None:
+        raise DatasetError(f"{where}, and no Hub mirror of LOL is configured", _DATA_HINT)
+    if hf_constants.is_offline_mode():
+        raise DatasetError(f"{where}, and HF_HUB_OFFLINE is set", _DATA_HINT)
+    source = f"{LOL_HUB['repo_id']}@{LOL_HUB['revision'][:12]}"
+    try:
+        huggingface_hub.snapshot_download(
+            LOL_HUB["repo_id"], repo_type="dataset", revision=LOL_HUB["revision"],
+            allow_patterns=[f"{split}/*"], local_dir=cache,
+        )
+    # huggingface_hub raises its own errors, OSError and its HTTP library's errors (which change
+    # between versions); whatever fails here is a failed download.
+    except Exception as err:
+        raise DatasetError(f"{where}, and downloading it from {source} failed: {type(err).__name__}: {err}", _DATA_HINT) from err
+    if not (cache / split / "low").is_dir():
+        raise DatasetError(f"{where}, and {source} has no {split}/low/ folder", _DATA_HINT)
+    return cache / split
+
+
+def score(pred: np.ndarray, target: np.ndarray, enhancer: Enhancer) -> dict[str, float]:
+    """PSNR and SSIM, plain and GT-mean, of an output ``(H, W, 3)`` against its target, both in [0, 1].
+
+    The output is rounded to 8 bits first, as a written file would be. Raises UsageError when the
+    sizes differ (a x2 model at its native scale), with the fix.
+    """
+    if pred.shape != target.shape:
+        hint = (
+            "scores are taken at the target's size: use --scale 1"
+            if enhancer.scale != 1
+            else "the low and high images of a pair must have the same size"
+        )
+        raise UsageError(
+            f"{enhancer.label} at scale {enhancer.scale} gives {pred.shape[1]}x{pred.shape[0]} images, "
+            f"the targets are {target.shape[1]}x{target.shape[0]}",
+            hint,
+        )
+    pred = to_uint8(pred) / 255.0
+    fair = gt_mean(pred, target)
+    return {"psnr": psnr(pred, target), "ssim": ssim(pred, target), "psnr_gtmean": psnr(fair, target), "ssim_gtmean": ssim(fair, target)}
+
+
+def _scoring_options(options: RunOptions) -> RunOptions:
+    """Scores compare at the target's size, so the default scale here is 1, not the model's native one."""
+    return dataclasses.replace(options, scale=options.scale or 1)
+
+
+def _load(names: Sequence[str], options: RunOptions) -> list[Enhancer]:
+    """Every enhancer, loaded before any work so that a bad name fails at once."""
+    if not names:
+        raise UsageError("no models to run", "name them, e.g. --model clahe,msrcr")
+    enhancers = [load_enhancer(n, options=_scoring_options(options)) for n in names]
+    labels = [e.label for e in enhancers]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise UsageError(f"{', '.join(twice)} named twice", "name each model once")
+    return enhancers
+
+
+def _run(enhancer: Enhancer, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    out = enhancer(rgb)
+    return out, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of several models on one split.
+
+    ``rows``: one dict per (model, image) with :data:`ROW_KEYS` (PSNR in dB, SSIM in [-1, 1],
+    ``seconds`` of enhancement alone), model-major. ``summary``: one dict per model with the means
+    of the metrics and of ``seconds`` plus ``images``. ``outputs``: stem -> model label -> output
+    ``(H, W, 3)`` in [0, 1], only for the stems :func:`evaluate` was asked to keep.
+    """
+
+    split_dir: Path
+    pairs: int
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data; an infinite PSNR (identical images) becomes null."""
+        return {
+            "split_dir": str(self.split_dir),
+            "split": self.split_dir.name,
+            "pairs": self.pairs,
+            "protocol": PROTOCOL,
+            "models": json_ready(self.summary),
+        }
+
+
+def json_ready(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with non-finite floats (the inf PSNR of identical images) as None, which JSON can hold."""
+    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
+
+
+def evaluate(
+    model_names: Sequence[str],
+    split_dir: Path,
+    options: RunOptions = RunOptions(),
+    limit: int | None = None,
+    progress: Progress | None = None,
+    keep: Collection[str] = (),
+) -> EvalResult:
+    """Score every model on every pair of ``split_dir`` (LOL layout), or on its first ``limit`` pairs.
+
+    Each pair is read once; ``progress(done, total)`` is called after each (model, image).
+    ``keep``: stems whose outputs are returned in :attr:`EvalResult.outputs` (for grids).
+    """
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit} must be at least 1", None)
+    pairs = find_pairs(split_dir)[:limit]
+    enhancers = _load(model_names, options)
+    per_model: dict[str, list[dict[str, Any]]] = {e.label: [] for e in enhancers}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    total, done = len(pairs) * len(enhancers), 0
+    for pair in pairs:
+        low, high = read_image(pair.low).rgb, read_image(pair.high).rgb
+        for enhancer in enhancers:
+            pred, seconds = _run(enhancer, low)
+            row = {"model": enhancer.label, "image": pair.stem, **score(pred, high, enhancer), "seconds": seconds}
+            per_model[enhancer.label].append(row)
+            if pair.stem in keep:
+                outputs.setdefault(pair.stem, {})[enhancer.label] = pred
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    summary = [
+        {"model": label, "images": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in (*METRICS, "seconds")}}
+        for label, rows in per_model.items()
+    ]
+    rows = [r for model_rows in per_model.values() for r in model_rows]
+    return EvalResult(Path(split_dir), len(pairs), rows, summary, outputs)
+
+
+def check_rows_path(path: Path) -> Path:
+    """``path`` if its suffix names a rows format (.csv or .json); else UsageError, before any work is done."""
+    if Path(path).suffix.lower() not in ROW_SUFFIXES:
+        raise UsageError(f"cannot tell the format of {path}", f"end the name in {' or '.join(ROW_SUFFIXES)}")
+    return Path(path)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write per-image rows as CSV (header :data:`ROW_KEYS`) or JSON (a list; inf -> null) by suffix, atomically."""
+    path = check_rows_path(path)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(json_ready(rows), indent=1) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=ROW_KEYS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {path.parent}: {e.strerror}", "choose another --output") from None
+    _write_atomic(path, text.encode())
+
+
+def _weights_source(spec: registry.ModelSpec) -> str:
+    """Where a model's default weights come from: bundled, hub or none; "-" for a baseline."""
+    if spec.kind == "baseline":
+        return "-"
+    from .weights import entry_for
+
+    entry = entry_for(spec.name)
+    if entry is None:
+        return "none"
+    if entry.bundled_path is not None and entry.bundled_path.is_file():
+        return "bundled"
+    return "hub" if entry.repo_id else "none"
+
+
+def default_models() -> list[str]:
+    """Every baseline, then every learned model whose default weights are bundled or on the Hub."""
+    return [s.name for s in registry.specs() if _weights_source(s) != "none"]
+
+
+def _parameters(spec: registry.ModelSpec) -> str:
+    if spec.kind == "baseline":
+        return "-"
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        net = spec.create()
+    count = sum(p.numel() for p in net.parameters())
+    return f"{count / 1e6:.2f} M" if count >= 5_000 else "<0.01 M"
+
+
+def model_rows() -> list[dict[str, str]]:
+    """One row per registered model for ``lowlight models``: name, kind, scales, params, weights,
+    lol_eval15 (``"psnr / ssim"`` of the default weights, plain protocol, or "-") and summary."""
+    from .weights import entry_for
+
+    rows = []
+    for spec in registry.specs():
+        entry = entry_for(spec.name) if spec.kind == "learned" else None
+        metrics = entry.metrics if entry is not None else {}
+        scored = "eval15_psnr" in metrics and "eval15_ssim" in metrics
+        rows.append({
+            "name": spec.name,
+            "kind": spec.kind,
+            "scales": ",".join(map(str, spec.scales)),
+            "params": _parameters(spec),
+            "weights": _weights_source(spec),
+            "lol_eval15": f"{metrics['eval15_psnr']:.2f} / {metrics['eval15_ssim']:.3f}" if scored else "-",
+            "summary": spec.summary,
+        })
+    return rows
+
+
+LABEL_BAND = 24  # pixels of the caption band above each panel
+GAP = 4  # pixels between panels and between rows
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _caption(width: int, text: str) -> np.ndarray:
+    """A dark ``(LABEL_BAND, width, 3)`` band with ``text`` in white, shrunk to fit."""
+    band = np.full((LABEL_BAND, width, 3), 30, np.uint8)  # OpenCV draws text on 8-bit images only
+    font_scale = 0.5
+    (w, _), _ = cv2.getTextSize(text, _FONT, font_scale, 1)
+    if w > width - 8:
+        font_scale *= (width - 8) / w
+    cv2.putText(band, text, (4, LABEL_BAND - 8), _FONT, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return band.astype(np.float32) / 255.0
+
+
+def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int = 320, columns: int = 4) -> np.ndarray:
+    """Captioned panels side by side, ``columns`` per row, as one float32 ``(H, W, 3)`` image in [0, 1].
+
+    Every panel is resized (keeping its aspect) to the height the first one has at ``tile_width``
+    pixels wide, and gets a :data:`LABEL_BAND`-pixel caption above it; panels and rows are
+    :data:`GAP` pixels apart on black. Inputs are ``(h, w, 3)`` in [0, 1], of any sizes.
+    """
+    if len(rgbs) != len(labels) or not rgbs:
+        raise ValueError(f"need as many labels as images (got {len(rgbs)} images, {len(labels)} labels), at least one")
+    h0, w0 = rgbs[0].shape[:2]
+    height = max(1, round(tile_width * h0 / w0))
+    panels = []
+    for rgb, label in zip(rgbs, labels):
+        width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+        image = cv2.resize(np.asarray(rgb, np.float32), (width, height), interpolation=cv2.INTER_AREA)
+        panels.append(np.concatenate([_caption(width, label), np.clip(image, 0.0, 1.0)], axis=0))
+    rows = [panels[i : i + columns] for i in range(0, len(panels), columns)]
+    grid_w = max(sum(p.shape[1] for p in row) + GAP * (len(row) - 1) for row in rows)
+    row_h = LABEL_BAND + height
+    grid = np.zeros((len(rows) * row_h + GAP * (len(rows) - 1), grid_w, 3), np.float32)
+    for r, row in enumerate(rows):
+        x, y = 0, r * (row_h + GAP)
+        for panel in row:
+            grid[y : y + row_h, x : x + panel.shape[1]] = panel
+            x += panel.shape[1] + GAP
+    return grid
+
+
+def _label(row: dict[str, Any]) -> str:
+    if "psnr" not in row:
+        return row["model"]
+    return f"{row['model']}  {row['psnr']:.2f} dB / {row['ssim']:.3f}"
+
+
+def save_grid(path: Path, grid: np.ndarray) -> None:
+    """Write a grid from :func:`compare_grid` as an 8-bit image (format from the suffix), atomically."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {path.parent}: {e.strerror}", "choose another -o") from None
+    write_image(path, Picture(rgb=grid, alpha=None, bit_depth=8, grey=False, exif=None, icc=None))
+
+
+def compare_image(
+    input_path: Path, methods: Sequence[str], ref: Path | None = None, options: RunOptions = RunOptions()
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Run every method on one image: a grid (input, each output, the reference if any) and one row
+    per method (``model``, ``seconds``, and with ``ref`` the :data:`METRICS` against it)."""
+    low = read_image(input_path).rgb
+    target = None if ref is None else read_image(ref).rgb
+    panels, labels, rows = [low], ["input"], []
+    for enhancer in _load(methods, options):
+        pred, seconds = _run(enhancer, low)
+        row = {"model": enhancer.label}
+        if target is not None:
+            row |= score(pred, target, enhancer)
+        row["seconds"] = seconds
+        rows.append(row)
+        panels.append(pred)
+        labels.append(_label(row))
+    if target is not None:
+        panels.append(target)
+        labels.append("reference")
+    return compare_grid(panels, labels), rows
+
+
+def compare_dataset(
+    methods: Sequence[str],
+    split_dir: Path,
+    options: RunOptions = RunOptions(),
+    n_grids: int = 3,
+    progress: Progress | None = None,
+) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """:func:`evaluate` every method on the split, plus grids (input, outputs with their scores,
+    reference) for ``n_grids`` pairs spread evenly over it, keyed by stem."""
+    pairs = find_pairs(split_dir)
+    picks = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(max(n_grids, 0), len(pairs))).round().astype(int)}
+    result = evaluate(methods, split_dir, options, progress=progress, keep={p.stem for p in picks})
+    grids = {}
+    for pair in sorted(picks, key=pairs.index):
+        rows = {r["model"]: r for r in result.rows if r["image"] == pair.stem}
+        outputs = result.outputs[pair.stem]
+        grids[pair.stem] = compare_grid(
+            [read_image(pair.low).rgb, *outputs.values(), read_image(pair.high).rgb],
+            ["input", *(_label(rows[m]) for m in outputs), "reference"],
+        )
+    return result, grids

@@ -1,0 +1,291 @@
+"""Read and write images as float RGB in [0, 1], keeping what is needed to write them back like their source.
+
+Pixels go through OpenCV (8- and 16-bit), metadata through Pillow: EXIF orientation is applied on read,
+EXIF (orientation reset to 1) and the ICC profile are carried to the output where the format allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import secrets
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .data import IMAGE_SUFFIXES
+from .errors import InputImageError, OutputError
+
+# Photographs of 50-200 MP are this tool's job, not decompression bombs; cv2's own warnings about bad
+# files are replaced by our one-line errors.
+Image.MAX_IMAGE_PIXELS = None
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+_FORMATS = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP",
+}
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_lzw"}}
+_EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION = 0x0112
+# EXIF orientation -> the numpy operation that makes the stored pixels display upright.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@dataclass
+class Picture:
+    """An image plus what is needed to write it back like its source.
+
+    ``rgb`` is float32 ``(H, W, 3)`` in [0, 1] (greyscale sources have 3 equal channels); ``alpha`` is
+    float32 ``(H, W)`` in [0, 1] or None, kept at the source size; ``bit_depth`` is 8 or 16; ``grey`` says the
+    source had one colour channel; ``exif`` is the raw EXIF block starting with ``Exif\\0\\0`` (orientation
+    already set to 1, since the pixels are upright) or None; ``icc`` is the ICC profile or None.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    bit_depth: int
+    grey: bool
+    exif: bytes | None
+    icc: bytes | None
+
+    def with_rgb(self, rgb: np.ndarray) -> Picture:
+        """The same metadata and alpha with new pixels ``(H', W', 3)`` in [0, 1], e.g. a x2 result."""
+        return dataclasses.replace(self, rgb=rgb)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float ``(H, W, 3)`` in [0, 1] -> uint8 ``(H, W, 3)``: clipped, then rounded to the nearest level."""
+    return _quantize(rgb, 8)
+
+
+def read_image(path: Path) -> Picture:
+    """Decode a PNG, TIFF (8/16-bit), JPEG, WebP or BMP file, upright as its EXIF orientation says.
+
+    Raises InputImageError for a missing, empty, truncated or non-image file, or a sample type other than
+    8- or 16-bit integers. The file is only read.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    # The orientation tag sits in the first IFD of a TIFF structure: the file itself for TIFF, the EXIF block
+    # for the other formats. Decoders differ on applying it, so it is taken out and applied once, below.
+    orientation, data = _pop_orientation(data)
+    meta = _read_metadata(path, data)
+    exif = None
+    if meta.exif:
+        orientation, body = _pop_orientation(meta.exif.removeprefix(_EXIF_PREFIX))
+        exif = _EXIF_PREFIX + body
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise InputImageError(
+            f"{path} is not a readable image (unknown format or damaged file)",
+            f"use an intact {', '.join(IMAGE_SUFFIXES)} file",
+        )
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputImageError(
+            f"{path} has an unsupported bit depth ({pixels.dtype} samples); only 8- and 16-bit integers are read",
+            "convert it to a 16-bit PNG or TIFF first",
+        )
+    pixels = _swap_red_blue(pixels[..., None] if pixels.ndim == 2 else pixels)
+    if meta.tiff_with_alpha is not None and pixels.dtype == np.uint8:
+        # OpenCV reads 8-bit TIFF with alpha through libtiff's RGBA path, which premultiplies the colours
+        # (or drops grey+alpha's alpha); Pillow keeps them as stored.
+        pixels = meta.tiff_with_alpha
+    pixels = _UPRIGHT.get(orientation, lambda a: a)(pixels)
+    bit_depth = 8 if pixels.dtype == np.uint8 else 16
+    channels = pixels.shape[2]
+    colour = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    top = np.float32((1 << bit_depth) - 1)
+    return Picture(
+        rgb=colour.astype(np.float32) / top,
+        alpha=None if alpha is None else alpha.astype(np.float32) / top,
+        bit_depth=bit_depth,
+        grey=channels <= 2 if meta.grey is None else meta.grey,
+        exif=exif,
+        icc=meta.icc,
+    )
+
+
+def write_image(path: Path, picture: Picture) -> None:
+    """Encode ``picture`` in the format its suffix names and replace ``path`` atomically.
+
+    Values are clipped to [0, 1] and rounded. 16-bit sources stay 16-bit in PNG and TIFF and become 8-bit
+    elsewhere (JPEG quality 95, WebP quality 95). Greyscale sources are written as greyscale (mean of the
+    channels); 16-bit greyscale with alpha becomes RGBA with equal colour channels. Alpha is resized
+    (bilinear) to the pixels when their size changed, and dropped for JPEG and BMP (common readers ignore a
+    BMP's fourth channel). EXIF goes into PNG, JPEG and WebP; ICC into PNG, JPEG, WebP and 8-bit TIFF.
+    TIFF never gets EXIF (Pillow would let EXIF tags override its layout tags) and 16-bit TIFF drops ICC too.
+    Raises OutputError for an unknown suffix, a missing or unwritable folder, or an image the format cannot
+    hold (e.g. WebP wider than 16383 pixels); the old ``path``, if any, is then left as it was.
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"cannot tell the image format of {path}", f"end the file name in one of {', '.join(_FORMATS)}"
+        )
+    bits = 16 if picture.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+    pixels = _output_pixels(picture, bits, keep_alpha=fmt not in ("JPEG", "BMP"))
+    if pixels.shape[2] == 2 and bits == 16:  # OpenCV's encoders take 1, 3 or 4 channels
+        pixels = pixels[..., [0, 0, 0, 1]]
+    try:
+        data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture)
+    except (OSError, ValueError, cv2.error) as e:
+        raise OutputError(f"cannot encode {path.name} as {fmt}: {e}", "try a .png or .tif output") from e
+    _write_atomic(path, data)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputImageError(f"{path} does not exist", "check the path and the current folder") from None
+    except IsADirectoryError:
+        raise InputImageError(f"{path} is a folder, not an image", "pass an image file") from None
+    except OSError as e:
+        raise InputImageError(f"cannot read {path}: {e.strerror}", "check the file's permissions") from e
+    if not data:
+        raise InputImageError(f"{path} is empty (0 bytes)", "re-export or re-copy the image")
+    return data
+
+
+@dataclass
+class _Metadata:
+    exif: bytes | None = None  # as Pillow gives it, with or without the Exif\0\0 prefix
+    icc: bytes | None = None
+    grey: bool | None = None  # None: unknown to Pillow
+    tiff_with_alpha: np.ndarray | None = None  # Pillow's uint8 (H, W, 2 or 4) pixels of a TIFF with alpha
+
+
+def _read_metadata(path: Path, data: bytes) -> _Metadata:
+    """What Pillow knows about the file. Pillow decodes every pixel to check the file is complete: OpenCV
+    may hand back a truncated file's partial image without complaint. Empty for formats Pillow does not
+    know (OpenCV may still read them)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            with_alpha = img.format == "TIFF" and img.mode in ("LA", "RGBA")
+            return _Metadata(
+                exif=img.info.get("exif") or None,
+                icc=img.info.get("icc_profile") or None,
+                grey=Image.getmodebase(img.mode) == "L",
+                tiff_with_alpha=np.asarray(img) if with_alpha else None,
+            )
+    except UnidentifiedImageError:
+        return _Metadata()
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        raise InputImageError(f"{path} is truncated or damaged ({e})", "re-export or re-copy the image") from e
+
+
+def _pop_orientation(tiff: bytes) -> tuple[int, bytes]:
+    """(orientation, the same bytes with it set to 1) for a TIFF structure, i.e. a TIFF file or an EXIF block
+    without its prefix; the tag is looked up in the first IFD and every other byte is left unchanged.
+    (1, tiff) when there is no such tag or the bytes are not a TIFF structure."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1, tiff
+    out = bytearray(tiff)
+    try:
+        if struct.unpack_from(order + "H", out, 2)[0] != 42:  # BigTIFF and others: not handled
+            return 1, tiff
+        ifd = struct.unpack_from(order + "I", out, 4)[0]
+        count = struct.unpack_from(order + "H", out, ifd)[0]
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind = struct.unpack_from(order + "HH", out, entry)
+            if tag == _ORIENTATION and kind == 3:  # SHORT, stored in the entry itself
+                orientation = struct.unpack_from(order + "H", out, entry + 8)[0]
+                struct.pack_into(order + "H", out, entry + 8, 1)
+                return orientation, bytes(out)
+    except struct.error:
+        pass
+    return 1, tiff
+
+
+def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Float in [0, 1] (clipped) -> uint8 or uint16, rounded to the nearest level."""
+    scaled = np.clip(x, 0.0, 1.0) * ((1 << bits) - 1)
+    return np.rint(scaled, out=scaled).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _swap_red_blue(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` RGB(A) <-> BGR(A); one or two channels unchanged."""
+    channels = pixels.shape[2]
+    return pixels[..., [2, 1, 0, *range(3, channels)]] if channels >= 3 else pixels
+
+
+def _output_pixels(picture: Picture, bits: int, keep_alpha: bool) -> np.ndarray:
+    """``(H, W, C)`` integers, C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA)."""
+    rgb = picture.rgb
+    planes = [rgb.mean(axis=2, keepdims=True) if picture.grey else rgb]
+    alpha = picture.alpha
+    if alpha is not None and keep_alpha:
+        height, width = rgb.shape[:2]
+        if alpha.shape != (height, width):
+            alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+        planes.append(alpha[..., None])
+    return _quantize(np.concatenate(planes, axis=2), bits)
+
+
+def _encode8(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if picture.icc:
+        options["icc_profile"] = picture.icc
+    if picture.exif and fmt != "TIFF":
+        options["exif"] = picture.exif
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _encode16(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
+    ok, encoded = cv2.imencode(".png" if fmt == "PNG" else ".tif", _swap_red_blue(pixels))
+    if not ok:
+        raise ValueError("OpenCV could not encode the image")
+    data = encoded.tobytes()
+    return _with_png_metadata(data, picture.icc, picture.exif) if fmt == "PNG" else data
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks right after IHDR (8-byte signature + 25-byte IHDR chunk), before IDAT."""
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX))
+    return png[:33] + extra + png[33:]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"the output folder {folder} does not exist", f"create it first: mkdir -p {folder}")
+    temporary = folder / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+    try:
+        with open(temporary, "xb") as f:
+            f.write(data)
+        temporary.replace(path)
+    except OSError as e:
+        raise OutputError(
+            f"cannot write {path}: {e.strerror or e}", "check that the folder is writable and has free space"
+        ) from e
+    finally:
+        temporary.unlink(missing_ok=True)  # already gone after a successful rename

@@ -1,0 +1,647 @@
+"""Training: a :class:`TrainConfig` in, a run folder that describes itself out.
+
+``fit(config)`` reads top to bottom: resolve the config from the model's recipe, load the pairs into
+memory, split off whole scene groups for validation, build net + loss + Adam, (resume,) then loop:
+``lr_at(step)`` -> batch -> loss -> step -> log -> validate -> checkpoint. At the end the best
+checkpoint (by validation PSNR, never by eval15) is exported to safetensors.
+
+Run folder::
+
+    RUN_DIR/config.json    the resolved TrainConfig, the command line, versions, hardware
+    RUN_DIR/train.log      one plain line per log step and per validation
+    RUN_DIR/last.pt        weights, optimizer, step, every RNG state, config: resume from here
+    RUN_DIR/best.pt        weights with the best validation PSNR so far
+    RUN_DIR/export/<model>.safetensors
+
+Batches are cropped from uint8 images held in memory by one seeded ``numpy.random.Generator`` per
+rank, in the main process (no DataLoader workers): cropping is cheap next to the network, and a single
+generator whose state goes into the checkpoint makes a resumed run bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from . import registry
+from .data import IMAGE_SUFFIXES, default_lol_roots, find_pairs
+from .errors import DatasetError, UsageError
+from .inference import downscale as _downscale
+from .inference import pick_device
+from .metrics import psnr
+from .tiling import run_padded
+from .weights import save_weights
+
+CKPT_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything that determines a run. ``None`` fields are filled from the model's :class:`TrainRecipe`.
+
+    ``data_dir``: the LOL root (holding ``our485/`` and ``scenes.csv``); ``None`` searches
+    :func:`data.default_lol_roots`. ``synthetic``: a folder of normal-light photos; pairs are then made
+    by :func:`darken` and ``data_dir`` is unused. ``steps`` counts optimizer steps; ``batch`` is per
+    process. ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
+    ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
+    """
+
+    model: str
+    out: Path
+    dataset: str = "lol"
+    data_dir: Path | None = None
+    synthetic: Path | None = None
+    steps: int | None = None
+    batch: int | None = None
+    patch: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    milestones: tuple[float, ...] | None = None
+    gamma: float | None = None
+    input_downscale: int | None = None
+    warmup: int = 0
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.1
+    val_crop: int = 0
+    val_every: int = 250
+    ckpt_every: int = 250
+    log_every: int = 10
+    threads: int = 0
+    device: str = "auto"
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+            elif isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        for k in ("out", "data_dir", "synthetic"):
+            if d.get(k) is not None:
+                d[k] = Path(d[k])
+        if d.get("milestones") is not None:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """``config`` with every ``None`` recipe field taken from the model's recipe, and checked."""
+    spec = registry.get(config.model)
+    if spec.recipe is None:
+        raise UsageError(f"{spec.name} has no training recipe", "`lowlight models` lists the learned models")
+    r = spec.recipe
+    c = dataclasses.replace(
+        config,
+        model=spec.name,
+        steps=config.steps if config.steps is not None else r.steps,
+        batch=config.batch if config.batch is not None else r.batch,
+        patch=config.patch if config.patch is not None else r.patch,
+        lr=config.lr if config.lr is not None else r.lr,
+        weight_decay=config.weight_decay if config.weight_decay is not None else r.weight_decay,
+        milestones=tuple(config.milestones if config.milestones is not None else r.milestones),
+        gamma=config.gamma if config.gamma is not None else r.gamma,
+        input_downscale=config.input_downscale if config.input_downscale is not None else r.input_downscale,
+    )
+    for name in ("steps", "batch", "patch", "val_every", "ckpt_every", "log_every", "input_downscale"):
+        if getattr(c, name) < 1:
+            raise UsageError(f"{name} must be >= 1, got {getattr(c, name)}", None)
+    if not 0.0 < c.val_fraction < 1.0:
+        raise UsageError(f"val_fraction must be in (0, 1), got {c.val_fraction}", None)
+    if c.lr <= 0:
+        raise UsageError(f"lr must be > 0, got {c.lr}", None)
+    return c
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): a pure function of the step and the config.
+
+    Linear warmup over ``config.warmup`` steps, then ``lr * gamma ** k`` where ``k`` counts the
+    milestones (fractions of ``config.steps``) already passed. ``config`` must be resolved.
+    """
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    passed = sum(step >= round(m * config.steps) for m in config.milestones)
+    return config.lr * config.gamma**passed
+
+
+# ---------------------------------------------------------------- data
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB. Raises DatasetError when the file cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"cannot decode {path}", "remove or replace the file")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class Images:
+    """Decoded images kept in memory: ``high[i]`` always; ``low[i]`` for real pairs, None for synthetic."""
+
+    stems: list[str]
+    high: list[np.ndarray]
+    low: list[np.ndarray] | None
+
+    def subset(self, idx: list[int]) -> Images:
+        return Images([self.stems[i] for i in idx], [self.high[i] for i in idx],
+                      None if self.low is None else [self.low[i] for i in idx])
+
+
+def _decode_all(paths: list[Path]) -> list[np.ndarray]:
+    # cv2 releases the GIL while decoding, so two threads halve the start-up wait.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(read_rgb, paths))
+
+
+def load_lol(root: Path) -> Images:
+    pairs = find_pairs(root / "our485")
+    return Images([p.stem for p in pairs], _decode_all([p.high for p in pairs]), _decode_all([p.low for p in pairs]))
+
+
+def load_photos(folder: Path) -> Images:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder", "--synthetic takes a folder of normal-light photos")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 2:
+        raise DatasetError(f"{folder} holds {len(paths)} images", "synthetic training needs at least 2 (train + validation)")
+    return Images([p.stem for p in paths], _decode_all(paths), None)
+
+
+def read_scenes(path: Path) -> dict[str, str]:
+    """``id -> scene`` from a ``scenes.csv`` with columns ``id,scene``; empty when the file is absent."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["id"]: row["scene"] for row in csv.DictReader(f)}
+
+
+def split_by_scene(stems: list[str], scenes: dict[str, str], *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)``: a seeded choice of ``ceil(fraction * groups)`` whole scene groups is held out.
+
+    Near-identical shots of one scene would leak between a random split's halves, so whole groups
+    move together. Stems missing from ``scenes`` form a group of their own.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(stems):
+        groups.setdefault(scenes.get(s, f"stem:{s}"), []).append(i)
+    names = sorted(groups)
+    n_val = min(len(names) - 1, max(1, math.ceil(fraction * len(names))))
+    if n_val < 1:
+        raise DatasetError("a validation split needs at least two scene groups", "add images or scenes")
+    order = np.random.default_rng(seed).permutation(len(names))
+    val_groups = {names[i] for i in order[:n_val]}
+    train = [i for g in names if g not in val_groups for i in groups[g]]
+    val = [i for g in names if g in val_groups for i in groups[g]]
+    return sorted(train), sorted(val)
+
+
+def darken(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
+
+    The model, applied in (approximately) linear light so that noise behaves like a sensor's:
+
+    1. linearize: ``L = rgb ** 2.2``;
+    2. exposure: ``E = L * k`` with ``k`` log-uniform in [0.02, 0.2] (1/50 to 1/5 of the light);
+    3. Poisson-Gaussian noise: ``N = Poisson(E * P) / P + Normal(0, s)`` with ``P`` (photons at full
+       scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01];
+    4. back to display with a random tone curve: ``clip(N, 0, 1) ** (1 / g)``, ``g`` uniform in [1.8, 2.6];
+    5. quantize to 8 bits, as a camera file would be.
+
+    Every random number comes from ``rng``, so the same generator state gives the same image.
+    """
+    k = math.exp(rng.uniform(math.log(0.02), math.log(0.2)))
+    photons = math.exp(rng.uniform(math.log(300.0), math.log(3000.0)))
+    read = rng.uniform(0.001, 0.01)
+    g = rng.uniform(1.8, 2.6)
+    linear = np.power(rgb.astype(np.float64), 2.2) * k
+    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
+    out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
+    return (np.round(out * 255.0) / 255.0).astype(np.float32)
+
+
+def _dihedral(a: np.ndarray, rot: int, flip: int) -> np.ndarray:
+    a = np.rot90(a, rot)
+    return a[:, ::-1] if flip else a
+
+
+def _to_float(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a
+
+
+def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
+
+
+def sample_batch(images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random batch: ``low (B, 3, patch, patch)`` and ``high (B, 3, patch*k, patch*k)``, float in [0, 1].
+
+    Each item: an image drawn uniformly (with replacement), a random ``patch * k`` crop, one of the 8
+    flips/90-degree rotations, for synthetic data a fresh :func:`darken`, and when ``k = downscale > 1``
+    a bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
+    """
+    crop = patch * downscale
+    lows, highs = [], []
+    for _ in range(batch):
+        i = int(rng.integers(len(images.high)))
+        h, w = images.high[i].shape[:2]
+        if h < crop or w < crop:
+            raise DatasetError(f"image {images.stems[i]} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
+        y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        rot, flip = int(rng.integers(4)), int(rng.integers(2))
+        high = _to_float(_dihedral(images.high[i][y : y + crop, x : x + crop], rot, flip))
+        if images.low is None:
+            low = darken(high, rng)
+        else:
+            low = _to_float(_dihedral(images.low[i][y : y + crop, x : x + crop], rot, flip))
+        if downscale > 1:
+            low = _downscale(low, downscale)
+        lows.append(np.ascontiguousarray(low))
+        highs.append(np.ascontiguousarray(high))
+    return _to_tensor(lows), _to_tensor(highs)
+
+
+def validation_pairs(images: Images, *, seed: int, crop: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed ``(low, high)`` float32 pairs for validation; synthetic lows are darkened once, per-image seeded."""
+    pairs = []
+    for j, high in enumerate(images.high):
+        high = _to_float(high)
+        low = darken(high, np.random.default_rng([seed, 1, j])) if images.low is None else _to_float(images.low[j])
+        if crop:
+            h, w = high.shape[:2]
+            c = min(crop, h, w)
+            y, x = (h - c) // 2, (w - c) // 2
+            low, high = low[y : y + c, x : x + c], high[y : y + c, x : x + c]
+        pairs.append((low, high))
+    return pairs
+
+
+@torch.no_grad()
+def validate(net: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], *, spec: registry.ModelSpec, downscale: int, device: torch.device) -> float:
+    """Mean plain PSNR (dB, output clamped to [0, 1], peak 1) of ``net`` over whole validation images.
+
+    Inputs are downsampled by ``downscale`` first, as in training. Restores the net's train/eval mode.
+    """
+    was_training = net.training
+    net.eval()
+    try:
+        scores = []
+        for low, high in pairs:
+            if downscale > 1:
+                low = _downscale(low, downscale)
+            x = torch.from_numpy(np.ascontiguousarray(low.transpose(2, 0, 1)))[None].to(device)
+            y = run_padded(net, x, multiple=spec.size_multiple, scale=spec.scale)
+            out = y[0].clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+            scores.append(psnr(out, high[: out.shape[0], : out.shape[1]]))
+        return float(np.mean(scores))
+    finally:
+        net.train(was_training)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: never a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _hardware(device: torch.device, world: int, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{world}x {torch.cuda.get_device_name(device)}"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {name}, {world} process(es) x {threads} thread(s)"
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    device = pick_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    # weights_only: a checkpoint is plain tensors, numbers, strings and lists; nothing executable.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _lol_root(config: TrainConfig) -> Path:
+    if config.dataset != "lol":
+        raise UsageError(f"unknown dataset {config.dataset!r}", "use --dataset lol, or --synthetic DIR for your own photos")
+    candidates = [Path(config.data_dir)] if config.data_dir is not None else default_lol_roots()
+    for root in candidates:
+        if (root / "our485").is_dir():
+            return root
+    raise DatasetError(
+        f"no LOL training split (our485/) in {', '.join(map(str, candidates))}",
+        "pass --data-dir pointing at the folder that holds our485/ and scenes.csv",
+    )
+
+
+def _warn_ignored(given: TrainConfig, saved: TrainConfig) -> None:
+    """Say which explicitly given options a resume ignores (the saved config wins)."""
+    defaults = TrainConfig(model=given.model, out=given.out)
+    ignored = [
+        f.name for f in dataclasses.fields(TrainConfig)
+        if f.name not in ("resume", "out", "model", "device", "threads")
+        and getattr(given, f.name) is not None
+        and getattr(given, f.name) != getattr(defaults, f.name)
+        and getattr(given, f.name) != getattr(saved, f.name)
+    ]
+    if ignored:
+        Console(stderr=True).print(
+            f"resuming with the saved config; ignoring {', '.join(ignored)}", highlight=False, markup=False
+        )
+
+
+def _command_line() -> str:
+    # Under `python -m lowlight_cli.cli` or torchrun argv[0] is cli.py; users type `lowlight`.
+    prog = Path(sys.argv[0]).name
+    return shlex.join(["lowlight" if prog in ("cli.py", "lowlight") else prog, *sys.argv[1:]])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _toml(value: Any) -> str:
+    """A TOML value for the few types a weights entry holds (JSON string escapes are valid TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _duration(seconds: float) -> str:
+    m = int(round(seconds / 60))
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
+
+
+
+
+def fit(config: TrainConfig) -> Path:
+    """Train as ``config`` says; returns the run folder. ``config.resume`` continues from ``last.pt``.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every rank trains on its own batches (generators seeded by
+    rank) through DistributedDataParallel; rank 0 alone logs, validates, checkpoints and exports.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    run_dir = Path(config.out)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    # The saved config wins on resume: changing steps or lr mid-run would change lr_at's schedule.
+    resumed: dict[str, Any] | None = None
+    if config.resume:
+        if not last_path.is_file():
+            raise UsageError(f"nothing to resume: {last_path} does not exist", "drop --resume to start a new run")
+        resumed = _load_checkpoint(last_path)
+        saved = TrainConfig.from_dict(resumed["config"])
+        _warn_ignored(config, saved)
+        # Where and on what to run may change between sessions; nothing that shapes the run may.
+        config = dataclasses.replace(saved, resume=True, out=config.out, device=config.device, threads=config.threads)
+    elif last_path.exists():
+        raise UsageError(f"{run_dir} already holds a run", "add --resume to continue it, or pick another --out")
+    config = resolve(config)
+    spec = registry.get(config.model)
+    device = _pick_device(config.device, local_rank)
+    threads = config.threads or max(1, (os.cpu_count() or 1) // local_world)
+    torch.set_num_threads(threads)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    console = Console(stderr=True)
+    try:
+        # Data: decoded once, kept in memory as uint8; validation holds out whole scene groups.
+        if config.synthetic is not None:
+            images = load_photos(Path(config.synthetic))
+            scenes = read_scenes(Path(config.synthetic) / "scenes.csv")
+        else:
+            root = _lol_root(config)
+            images = load_lol(root)
+            scenes = read_scenes(root / "scenes.csv")
+        train_idx, val_idx = split_by_scene(images.stems, scenes, fraction=config.val_fraction, seed=config.split_seed)
+        train_set = images.subset(train_idx)
+        val_stems = [images.stems[i] for i in val_idx]
+        val_pairs = validation_pairs(images.subset(val_idx), seed=config.split_seed, crop=config.val_crop) if main else []
+        del images
+
+        # Model, objective, optimizer. Weight decay (the paper's L2 term) on conv/linear weights only.
+        torch.manual_seed(config.seed)
+        net = spec.create().to(device)
+        loss_fn = spec.recipe.loss().to(device)
+        decay = [p for p in net.parameters() if p.ndim > 1]
+        no_decay = [p for p in net.parameters() if p.ndim <= 1]
+        opt = torch.optim.Adam(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+        )
+        rng = np.random.default_rng([config.seed, rank])
+        step, best_psnr, trained_s = 0, -math.inf, 0.0
+        if resumed is not None:
+            if len(resumed["loader_rng"]) != world:
+                raise UsageError(
+                    f"the run was saved by {len(resumed['loader_rng'])} process(es), not {world}",
+                    "resume with the same --nproc_per_node",
+                )
+            net.load_state_dict(resumed["model"])
+            opt.load_state_dict(resumed["optimizer"])
+            rng.bit_generator.state = resumed["loader_rng"][rank]
+            torch.set_rng_state(resumed["torch_rng"])
+            step, best_psnr, trained_s = resumed["step"], resumed["best_psnr"], resumed["trained_seconds"]
+        del resumed
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) if world > 1 else net
+        model.train()
+
+        hardware = _hardware(device, world, threads)
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            meta_path = run_dir / "config.json"
+            meta = {
+                "train_config": config.to_dict(),
+                "command": _command_line(),
+                "model_hparams": _jsonable(spec.hparams),
+                "world_size": world,
+                "hardware": hardware,
+                "torch": torch.__version__,
+                "train_images": len(train_set.stems),
+                "val_stems": val_stems,
+            }
+            if step and meta_path.is_file():
+                # Keep the command that started the run (export reports it); note each resume.
+                first = json.loads(meta_path.read_text())
+                first.setdefault("resumed", []).append({"step": step, "command": meta["command"], "hardware": hardware})
+                meta = first
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        log_file = open(run_dir / "train.log", "a") if main else None
+
+        def log(line: str) -> None:
+            if main:
+                console.print(line, highlight=False, markup=False)
+                log_file.write(line + "\n")
+                log_file.flush()
+
+        log(f"# {'resumed' if step else 'started'} {time.strftime('%Y-%m-%d %H:%M:%S')} model={config.model} "
+            f"step={step}/{config.steps} train_images={len(train_set.stems)} val_images={len(val_idx)} {hardware}")
+        progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.fields[info]}"), console=console, disable=not main)
+        with progress:
+            task = progress.add_task("train", total=config.steps, completed=step, info="")
+            window_t, window_steps, window_loss, window_parts = time.perf_counter(), 0, 0.0, {}
+            run_t0, trained_before = window_t, trained_s
+            while step < config.steps:
+                lr = lr_at(step, config)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                low, high = sample_batch(train_set, rng, batch=config.batch, patch=config.patch, downscale=config.input_downscale)
+                loss, parts = loss_fn(model, low.to(device), high.to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                window_steps += 1
+                window_loss += float(loss.detach())
+                for k, v in parts.items():
+                    window_parts[k] = window_parts.get(k, 0.0) + float(v)
+                progress.update(task, completed=step)
+
+                if step % config.log_every == 0 or step == config.steps:
+                    now = time.perf_counter()
+                    ips = window_steps * config.batch * world / max(now - window_t, 1e-9)
+                    extra = " ".join(f"{k} {v / window_steps:.5f}" for k, v in window_parts.items())
+                    log(f"step {step} loss {window_loss / window_steps:.5f} {extra} lr {lr:.3g} img/s {ips:.1f}")
+                    progress.update(task, info=f"loss {window_loss / window_steps:.4f}")
+                    window_t, window_steps, window_loss, window_parts = now, 0, 0.0, {}
+
+                if main and (step % config.val_every == 0 or step == config.steps):
+                    t0 = time.perf_counter()
+                    score = validate(net, val_pairs, spec=spec, downscale=config.input_downscale, device=device)
+                    if score > best_psnr:
+                        best_psnr = score
+                        atomic_save({"model": net.state_dict(), "step": step, "val_psnr": score, "config": config.to_dict()}, best_path)
+                    log(f"val step {step} psnr {score:.3f} best {best_psnr:.3f} ({time.perf_counter() - t0:.1f}s)")
+                    window_t += time.perf_counter() - t0  # validation time is not training throughput
+
+                if step % config.ckpt_every == 0 or step == config.steps:
+                    # Collective: every rank hands its generator state to rank 0, which alone writes.
+                    states = [None] * world
+                    if world > 1:
+                        dist.all_gather_object(states, rng.bit_generator.state)
+                    else:
+                        states = [rng.bit_generator.state]
+                    trained_s = trained_before + time.perf_counter() - run_t0
+                    if main:
+                        atomic_save({
+                            "version": CKPT_VERSION, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                            "step": step, "loader_rng": states, "torch_rng": torch.get_rng_state(),
+                            "best_psnr": best_psnr, "trained_seconds": trained_s, "config": config.to_dict(),
+                        }, last_path)
+        if main:
+            log_file.close()
+            path, sha, toml = export(run_dir)
+            print(f"exported {path}\nsha256 {sha}\n\n{toml}", flush=True)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return run_dir
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(run_dir: Path) -> tuple[Path, str, str]:
+    """Write ``run_dir/export/<model>.safetensors`` from ``best.pt`` and a weights.toml entry for it.
+
+    Returns ``(path, sha256, toml_text)``. ``license`` and ``hub`` are placeholders to fill in before
+    the entry is pasted: a file's license and its Hub commit are not known at training time.
+    """
+    run_dir = Path(run_dir)
+    best_path = run_dir / "best.pt"
+    if not best_path.is_file():
+        raise UsageError(f"{best_path} does not exist", "train until at least one validation has run")
+    best = _load_checkpoint(best_path)
+    last = _load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else {}
+    meta = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    config = TrainConfig.from_dict(best["config"])
+    spec = registry.get(config.model)
+    hparams = _jsonable(dict(spec.hparams))
+    tag = "synthetic" if config.synthetic is not None else config.dataset
+    filename = f"{spec.name}-{tag}.safetensors"
+    path = run_dir / "export" / filename
+    sha = save_weights(best["model"], path, arch=spec.name, hparams=hparams)
+    entry = {
+        "arch": spec.name,
+        "default": True,
+        "bundled": f"weights/{filename}",
+        "sha256": sha,
+        "license": "TODO",
+        "hub": {"repo_id": "TODO", "filename": filename, "revision": "TODO"},
+        "train_command": meta.get("command", ""),
+        "trained": {
+            "duration": _duration(last.get("trained_seconds", 0.0)),
+            "hardware": meta.get("hardware", ""),
+            "steps": int(last.get("step", best["step"])),
+        },
+        "hparams": hparams,
+        "metrics": {"val_psnr": round(float(best["val_psnr"]), 3)},
+    }
+    lines = [f'[weights."{spec.name}.{tag}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items()]
+    lines.append(f"# best.pt: step {best['step']} of {config.steps}; val_psnr is plain PSNR on held-out our485 scene groups")
+    return path, sha, "\n".join(lines) + "\n"

@@ -1,0 +1,218 @@
+"""`lowlight eval` and `lowlight compare` on a tiny synthetic LOL-layout folder, dataset resolution, model table."""
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from conftest import dark_image
+
+from lowlight_cli import evaluate
+from lowlight_cli.errors import DatasetError, UsageError
+from lowlight_cli.images import read_image, to_uint8
+from lowlight_cli.inference import RunOptions, load_enhancer
+from lowlight_cli.metrics import gt_mean, psnr, ssim
+
+# stem -> (low suffix, high suffix): pairing must go by stem whatever the extension.
+PAIRS = {"1": (".png", ".jpg"), "2": (".jpg", ".webp"), "10": (".webp", ".png")}
+MODELS = ("gamma", "clahe")
+
+
+def make_lol(root: Path, stems=PAIRS, h: int = 40, w: int = 56) -> Path:
+    for i, (stem, (low_ext, high_ext)) in enumerate(stems.items()):
+        low = dark_image(h, w, seed=i)
+        for sub, ext, image in (("low", low_ext, low), ("high", high_ext, np.clip(low.astype(int) * 5, 0, 255))):
+            (root / "eval15" / sub).mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(root / "eval15" / sub / f"{stem}{ext}"), image.astype(np.uint8))
+    return root
+
+
+@pytest.fixture
+def lol(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("LOWLIGHT_DATA", raising=False)
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
+    return make_lol(tmp_path / "lol")
+
+
+def direct_scores(model: str, low: Path, high: Path) -> dict[str, float]:
+    """The four scores computed here from the metric functions, not through evaluate()."""
+    pred = to_uint8(load_enhancer(model, options=RunOptions(device="cpu"))(read_image(low).rgb)) / 255.0
+    target = read_image(high).rgb
+    fair = gt_mean(pred, target)
+    return {"psnr": psnr(pred, target), "ssim": ssim(pred, target),
+            "psnr_gtmean": psnr(fair, target), "ssim_gtmean": ssim(fair, target)}
+
+
+def files(root: Path, stem: str) -> tuple[Path, Path]:
+    low, high = PAIRS[stem]
+    return root / "eval15" / "low" / f"{stem}{low}", root / "eval15" / "high" / f"{stem}{high}"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_eval_rows_match_metrics_computed_directly(cli, lol, tmp_path, suffix):
+    rows_path = tmp_path / "out" / f"rows{suffix}"
+    code, out, _ = cli("eval", "--data-dir", lol, "--model", ",".join(MODELS), "--device", "cpu",
+                       "--output", rows_path, "--json")
+    assert code == 0
+    if suffix == ".csv":
+        with open(rows_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = json.loads(rows_path.read_text())
+    assert len(rows) == len(MODELS) * len(PAIRS)
+    assert [(r["model"], r["image"]) for r in rows] == [(m, s) for m in MODELS for s in ("1", "2", "10")]
+    for row in rows:
+        expected = direct_scores(row["model"], *files(lol, row["image"]))
+        for key, value in expected.items():
+            assert float(row[key]) == pytest.approx(value, abs=1e-9)
+    summary = json.loads(out)
+    assert summary["pairs"] == 3 and summary["split"] == "eval15" and "GT-mean" in summary["protocol"]
+    for model in summary["models"]:
+        own = [float(r["psnr_gtmean"]) for r in rows if r["model"] == model["model"]]
+        assert model["images"] == 3 and model["psnr_gtmean"] == pytest.approx(np.mean(own), abs=1e-9)
+
+
+def test_eval_table_names_the_protocol(cli, lol):
+    code, out, _ = cli("eval", "--data-dir", lol, "--model", "gamma", "--limit", "2", "--device", "cpu")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("Dataset: lol eval15") and "2 pairs" in lines[0]
+    assert lines[1].startswith("Protocol:")
+    assert "GT-mean" in out and "gamma" in out
+
+
+def test_bad_rows_suffix_fails_before_any_work(cli, lol, tmp_path):
+    code, _, err = cli("eval", "--data-dir", lol, "--model", "gamma", "--output", tmp_path / "rows.txt")
+    assert code == 2 and err.startswith("Error: cannot tell the format")
+
+
+def test_compare_image_writes_grid_beside_input(cli, tmp_path):
+    src, ref = tmp_path / "night.png", tmp_path / "day.png"
+    cv2.imwrite(str(src), dark_image(48, 64))
+    cv2.imwrite(str(ref), np.clip(dark_image(48, 64).astype(int) * 5, 0, 255).astype(np.uint8))
+    before = src.read_bytes()
+    code, out, _ = cli("compare", src, "--ref", ref, "--methods", ",".join(MODELS), "--device", "cpu", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert Path(report["output"]) == tmp_path / "night_compare.png"
+    assert [r["model"] for r in report["models"]] == list(MODELS)
+    assert report["models"][0]["psnr"] == pytest.approx(direct_scores("gamma", src, ref)["psnr"], abs=1e-9)
+    grid = cv2.imread(str(tmp_path / "night_compare.png"))
+    panels, height = 4, round(320 * 48 / 64)  # input, two methods, reference
+    assert grid.shape == (evaluate.LABEL_BAND + height, panels * 320 + (panels - 1) * evaluate.GAP, 3)
+    assert src.read_bytes() == before
+
+
+def test_compare_refuses_to_overwrite_its_input(cli, tmp_path):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image())
+    code, _, err = cli("compare", src, "--methods", "gamma", "-o", src)
+    assert code == 1 and "overwrite the input" in err
+
+
+def test_compare_grid_wraps_rows_and_matches_heights():
+    images = [np.zeros((30, 40, 3)), np.ones((60, 40, 3)), *[np.zeros((30, 60, 3))] * 3]
+    grid = evaluate.compare_grid(images, [f"m{i}" for i in range(5)], tile_width=80, columns=3)
+    height = 60  # the first panel, 80 wide
+    widths = [80, 40, 120]  # each keeps its aspect at that height
+    assert grid.shape == (2 * (evaluate.LABEL_BAND + height) + evaluate.GAP, sum(widths) + 2 * evaluate.GAP, 3)
+    assert grid.dtype == np.float32 and 0.0 <= grid.min() and grid.max() <= 1.0
+
+
+def test_compare_dataset_writes_grids(cli, lol, tmp_path):
+    out_dir = tmp_path / "cmp"
+    code, out, _ = cli("compare", "--dataset", "lol", "--data-dir", lol, "--methods", "gamma",
+                       "--grids", "2", "-o", out_dir, "--device", "cpu", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["pairs"] == 3 and [Path(p).name for p in report["grids"]] == ["1_compare.png", "10_compare.png"]
+    assert all(Path(p).is_file() for p in report["grids"])
+
+
+def test_resolution_order_data_dir_then_env_then_cache(lol, tmp_path, monkeypatch):
+    other = make_lol(tmp_path / "env_lol", stems={"5": (".png", ".png")})
+    cached = make_lol(tmp_path / "cache" / "datasets" / "lol", stems={"6": (".png", ".png")})
+    monkeypatch.setenv("LOWLIGHT_DATA", str(other))
+    assert evaluate.resolve_dataset("lol", lol, "eval15") == lol / "eval15"
+    assert evaluate.resolve_dataset("lol") == other / "eval15"
+    monkeypatch.delenv("LOWLIGHT_DATA")
+    assert evaluate.resolve_dataset("LOL") == cached / "eval15"
+
+
+def test_env_dataset_used_by_cli(cli, lol, monkeypatch):
+    monkeypatch.setenv("LOWLIGHT_DATA", str(lol))
+    code, out, _ = cli("eval", "--model", "gamma", "--json", "--device", "cpu")
+    assert code == 0 and json.loads(out)["split_dir"] == str(lol / "eval15")
+
+
+def test_hub_is_the_last_resort_and_fills_the_cache(lol, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, *, repo_type, revision, allow_patterns, local_dir):
+        calls.append((repo_id, repo_type, revision, allow_patterns))
+        make_lol(Path(local_dir), stems={"7": (".png", ".png")})
+        return str(local_dir)
+
+    monkeypatch.setattr(evaluate, "LOL_HUB", {"repo_id": "someone/lol", "revision": "a" * 40})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    cache_split = tmp_path / "cache" / "datasets" / "lol" / "eval15"
+    assert evaluate.resolve_dataset("lol") == cache_split
+    assert calls == [("someone/lol", "dataset", "a" * 40, ["eval15/*"])]
+    assert evaluate.resolve_dataset("lol") == cache_split and len(calls) == 1  # now found in the cache
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DatasetError, match="HF_HUB_OFFLINE"):
+        evaluate.resolve_dataset("lol", split="our485")
+
+
+@pytest.mark.parametrize("args", [[], ["--data-dir", "nowhere"]])
+def test_missing_dataset_is_one_clear_error(cli, lol, tmp_path, monkeypatch, args):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # whatever LOL_HUB says, never reach the network
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("eval", "--model", "gamma", *args)
+    assert code == 1 and out == ""
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == err.splitlines()[:1]
+    assert "--data-dir" in err
+
+
+def test_unknown_dataset_and_split(cli):
+    code, _, err = cli("eval", "--dataset", "mit5k")
+    assert code == 2 and err.startswith("Error: unknown dataset 'mit5k'")
+    with pytest.raises(UsageError, match="unknown split"):
+        evaluate.resolve_dataset("lol", split="test")
+
+
+def test_wrong_output_size_says_use_scale_1():
+    upscaler = SimpleNamespace(label="neid", scale=2)
+    with pytest.raises(UsageError) as info:
+        evaluate.score(np.zeros((20, 20, 3)), np.zeros((10, 10, 3)), upscaler)
+    assert "--scale 1" in info.value.hint
+
+
+def test_model_rows_cover_the_registry(cli):
+    code, out, _ = cli("models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["gamma"]["params"] == "-" and rows["gamma"]["weights"] == "-"
+    assert rows["msrnet"]["params"].endswith(" M") and rows["msrnet"]["weights"] in ("bundled", "hub", "none")
+    defaults = evaluate.default_models()
+    assert set(MODELS) <= set(defaults) and "msrnet_tiny" not in defaults
+
+
+@pytest.mark.lol
+def test_lol_eval15_baseline_runs_on_two_images(lol_dir):
+    result = evaluate.evaluate(["clahe"], evaluate.resolve_dataset("lol", lol_dir, "eval15"),
+                               RunOptions(device="cpu"), limit=2)
+    assert result.pairs == 2 and len(result.rows) == 2
+    (summary,) = result.summary
+    assert 5 < summary["psnr"] < 40 and 0 < summary["ssim"] < 1
+    assert summary["psnr_gtmean"] > summary["psnr"]  # LOL outputs of a baseline are mostly too dark or bright

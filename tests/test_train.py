@@ -1,0 +1,175 @@
+"""Training engine: schedule, data split, synthetic darkening, checkpoints, resume, export, DDP.
+
+Everything runs msrnet_tiny on tiny images generated here (never LOL images), one thread per process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lowlight_cli import registry, train
+from lowlight_cli.errors import UsageError
+from lowlight_cli.weights import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Six smooth 40x48 "normal-light" photos and a scenes.csv that groups them in pairs."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = rng.uniform(60, 230, size=(5, 6, 3)).astype(np.float32)
+        img = cv2.resize(small, (48, 40), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"{i}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    (folder / "scenes.csv").write_text("id,scene\n" + "".join(f"{i},{i // 2}\n" for i in range(6)))
+    return folder
+
+
+def tiny_config(photos: Path, out: Path, **overrides) -> train.TrainConfig:
+    base = dict(model="msrnet_tiny", out=out, synthetic=photos, steps=6, batch=2, patch=16,
+                val_every=3, ckpt_every=3, log_every=3, threads=1, device="cpu", val_fraction=0.3)
+    return train.TrainConfig(**(base | overrides))
+
+
+def test_msrnet_forward_keeps_shape():
+    for name in ("msrnet", "msrnet_tiny"):
+        spec = registry.get(name)
+        net = spec.create()
+        x = torch.rand(2, 3, 20, 28)
+        assert net(x).shape == (2, 3, 20, 28)
+        assert spec.overlap >= spec.hparams["depth"] + 2  # receptive-field radius
+
+
+def test_log_transform_fixes_zero_and_one():
+    from lowlight_cli.models.msrnet import log_transform
+
+    m = log_transform(torch.tensor([0.0, 0.05, 1.0]).view(1, 3, 1, 1), (1.0, 300.0))
+    assert m.shape == (1, 6, 1, 1)
+    assert torch.allclose(m[0, [0, 2, 3, 5], 0, 0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert m[0, 4] > m[0, 1]  # the larger scale lifts dark values more
+
+
+def test_lr_at_is_pure_and_follows_milestones(tmp_path):
+    c = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0,
+                                        milestones=(0.5, 0.8), gamma=0.1))
+    before = c.to_dict()
+    assert [train.lr_at(s, c) for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert train.lr_at(50, c) == train.lr_at(50, c)
+    assert c.to_dict() == before
+    warm = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0, warmup=4))
+    assert [train.lr_at(s, warm) for s in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_validation_holds_out_whole_scene_groups(tmp_path):
+    stems = [str(i) for i in range(40)]
+    scenes_csv = tmp_path / "scenes.csv"
+    scenes_csv.write_text("id,scene\n" + "".join(f"{i},{i // 3}\n" for i in range(40)))
+    scenes = train.read_scenes(scenes_csv)
+    tr, va = train.split_by_scene(stems, scenes, fraction=0.1, seed=0)
+    assert sorted(tr + va) == list(range(40))
+    assert {scenes[stems[i]] for i in tr}.isdisjoint({scenes[stems[i]] for i in va})
+    assert len({scenes[stems[i]] for i in va}) == 2  # ceil(0.1 * 14 groups)
+    assert train.split_by_scene(stems, scenes, fraction=0.1, seed=0) == (tr, va)
+
+
+def test_darken_is_seeded_and_darker():
+    rgb = np.random.default_rng(1).uniform(0.3, 0.9, size=(32, 32, 3)).astype(np.float32)
+    a = train.darken(rgb, np.random.default_rng(5))
+    b = train.darken(rgb, np.random.default_rng(5))
+    c = train.darken(rgb, np.random.default_rng(6))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.dtype == np.float32 and a.shape == rgb.shape and 0 <= a.min() and a.max() <= 1
+    assert a.mean() < 0.6 * rgb.mean()
+
+
+def test_sample_batch_downscales_the_input_only(photos):
+    images = train.load_photos(photos)
+    low, high = train.sample_batch(images, np.random.default_rng(0), batch=3, patch=8, downscale=2)
+    assert low.shape == (3, 3, 8, 8) and high.shape == (3, 3, 16, 16)
+    assert low.dtype == high.dtype == torch.float32
+
+
+def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
+    full = train.fit(tiny_config(photos, tmp_path / "full"))
+
+    class Killed(Exception):
+        pass
+
+    save = train.atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        if path.name == "last.pt" and obj["step"] == 3:
+            raise Killed
+
+    monkeypatch.setattr(train, "atomic_save", save_then_die)
+    with pytest.raises(Killed):
+        train.fit(tiny_config(photos, tmp_path / "cut"))
+    monkeypatch.setattr(train, "atomic_save", save)
+    with pytest.raises(UsageError):  # an existing run is never silently overwritten
+        train.fit(tiny_config(photos, tmp_path / "cut"))
+    train.fit(tiny_config(photos, tmp_path / "cut", resume=True))
+
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["loader_rng"] == b["loader_rng"]
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "last.pt"
+    train.atomic_save({"step": 1}, target)
+
+    def broken_save(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        train.atomic_save({"step": 2}, target)
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
+    run = train.fit(tiny_config(photos, tmp_path / "run", steps=3))
+    for name in ("config.json", "train.log", "last.pt", "best.pt"):
+        assert (run / name).is_file()
+    path, sha, text = train.export(run)
+    assert path == run / "export" / "msrnet_tiny-synthetic.safetensors"
+    assert sha256_file(path) == sha
+    entry = tomllib.loads(text)["weights"]["msrnet_tiny.synthetic"]
+    assert entry["sha256"] == sha and entry["arch"] == "msrnet_tiny"
+    assert entry["trained"]["steps"] == 3 and "val_psnr" in entry["metrics"]
+    assert entry["hparams"] == {"scales": [1.0, 100.0], "depth": 2, "width": 4}
+
+
+def test_ddp_two_cpu_processes(photos, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lowlight_cli.cli", "train", "--model", "msrnet_tiny", "--synthetic", str(photos),
+           "--out", str(out), "--steps", "4", "--batch", "2", "--patch", "16", "--val-every", "2",
+           "--ckpt-every", "2", "--threads", "1", "--device", "cpu"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    assert len(ckpt["loader_rng"]) == 2 and ckpt["loader_rng"][0] != ckpt["loader_rng"][1]
+    assert (out / "export" / "msrnet_tiny-synthetic.safetensors").is_file()
