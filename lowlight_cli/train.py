@@ -53,6 +53,8 @@ from .tiling import run_padded
 from .weights import save_weights
 
 CKPT_VERSION = 1
+# TrainConfig fields that default to the model's TrainRecipe when left None.
+RECIPE_FIELDS = ("steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale")
 
 
 @dataclass(kw_only=True)
@@ -116,19 +118,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
     spec = registry.get(config.model)
     if spec.recipe is None:
         raise UsageError(f"{spec.name} has no training recipe", "`lowlight models` lists the learned models")
-    r = spec.recipe
-    c = dataclasses.replace(
-        config,
-        model=spec.name,
-        steps=config.steps if config.steps is not None else r.steps,
-        batch=config.batch if config.batch is not None else r.batch,
-        patch=config.patch if config.patch is not None else r.patch,
-        lr=config.lr if config.lr is not None else r.lr,
-        weight_decay=config.weight_decay if config.weight_decay is not None else r.weight_decay,
-        milestones=tuple(config.milestones if config.milestones is not None else r.milestones),
-        gamma=config.gamma if config.gamma is not None else r.gamma,
-        input_downscale=config.input_downscale if config.input_downscale is not None else r.input_downscale,
-    )
+    filled = {f: getattr(spec.recipe, f) if getattr(config, f) is None else getattr(config, f) for f in RECIPE_FIELDS}
+    c = dataclasses.replace(config, model=spec.name, **filled)
     for name in ("steps", "batch", "patch", "val_every", "ckpt_every", "log_every", "input_downscale"):
         if getattr(c, name) < 1:
             raise UsageError(f"{name} must be >= 1, got {getattr(c, name)}", None)
@@ -432,8 +423,6 @@ def _duration(seconds: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
 
-
-
 def fit(config: TrainConfig) -> Path:
     """Train as ``config`` says; returns the run folder. ``config.resume`` continues from ``last.pt``.
 
@@ -530,13 +519,12 @@ def fit(config: TrainConfig) -> Path:
                 first.setdefault("resumed", []).append({"step": step, "command": meta["command"], "hardware": hardware})
                 meta = first
             meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        log_file = open(run_dir / "train.log", "a") if main else None
-
         def log(line: str) -> None:
             if main:
                 console.print(line, highlight=False, markup=False)
-                log_file.write(line + "\n")
-                log_file.flush()
+                # Opened per line (a few times a minute) so a killed run leaves a complete log.
+                with open(run_dir / "train.log", "a") as f:
+                    f.write(line + "\n")
 
         log(f"# {'resumed' if step else 'started'} {time.strftime('%Y-%m-%d %H:%M:%S')} model={config.model} "
             f"step={step}/{config.steps} train_images={len(train_set.stems)} val_images={len(val_idx)} {hardware}")
@@ -594,7 +582,6 @@ def fit(config: TrainConfig) -> Path:
                             "best_psnr": best_psnr, "trained_seconds": trained_s, "config": config.to_dict(),
                         }, last_path)
         if main:
-            log_file.close()
             path, sha, toml = export(run_dir)
             print(f"exported {path}\nsha256 {sha}\n\n{toml}", flush=True)
     finally:

@@ -1,0 +1,27 @@
+"""Make the shipped sample dark photo from a public-domain (CC0) image in scikit-image.
+
+    python bench/make_sample.py     # needs the test extra (scikit-image)
+
+Source: ``skimage.data.coffee()``, "Coffee cup", photograph by Rachel Michetti, courtesy of Pikolo
+Espresso Bar, CC0 ("No copyright restrictions" in scikit-image's data docs). It is darkened with the
+same documented model `lowlight train --synthetic` uses (``lowlight_cli.train.darken``: exposure
+scaling, Poisson-Gaussian sensor noise, a gamma tone curve, 8-bit quantization), with a fixed seed.
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lowlight_cli.train import darken  # noqa: E402
+
+SEED = 2
+OUT = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
+
+rgb = data.coffee().astype(np.float32) / 255.0
+dark = darken(rgb, np.random.default_rng(SEED))
+cv2.imwrite(str(OUT), cv2.cvtColor(np.round(dark * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+print(f"{OUT}: {dark.shape[1]}x{dark.shape[0]}, mean level {dark.mean() * 255:.1f}/255")
