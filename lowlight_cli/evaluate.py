@@ -264,9 +264,69 @@ def _parameters(spec: registry.ModelSpec) -> str:
     return f"{count / 1e6:.2f} M" if count >= 5_000 else "<0.01 M"
 
 
+def count_macs(net: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of the ``Conv2d``, ``ConvTranspose2d`` and ``Linear`` layers in ``net(x)``.
+
+    Counted with forward hooks from the shapes alone, so ``net`` and ``x`` may live on the meta device.
+    Stride, groups and dilation follow from the shapes; bias additions are not MACs.
+    """
+    total = 0
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.ConvTranspose2d):  # each input value meets C_out/groups * k*k weights
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += inputs[0].numel() * (module.out_channels // module.groups) * k
+        elif isinstance(module, torch.nn.Conv2d):  # each output value meets C_in/groups * k*k weights
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * (module.in_channels // module.groups) * k
+        else:
+            total += output.numel() * module.in_features
+
+    layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def macs_per_pixel(spec: registry.ModelSpec) -> float:
+    """Multiply-accumulates per input pixel of one forward pass of ``spec``'s network at its native scale.
+
+    :func:`count_macs` on a ``16 * size_multiple`` square input, as ptflops/thop count: activations,
+    pooling, attention products and functional convolutions (fixed filters) are left out. One MAC is
+    two FLOPs. Shapes only, on the meta device; a model using an op without a meta kernel runs once
+    on CPU instead.
+    """
+    side = 16 * spec.size_multiple
+    try:
+        with torch.device("meta"):
+            total = count_macs(spec.create(), torch.zeros(1, 3, side, side))
+    # Meta tensors raise NotImplementedError for ops without a meta kernel and RuntimeError on data
+    # access (.item()); real zeros on CPU then give the same count.
+    except (NotImplementedError, RuntimeError):
+        total = count_macs(spec.create(), torch.zeros(1, 3, side, side))
+    return total / (side * side)
+
+
+def _macs(spec: registry.ModelSpec) -> str:
+    if spec.kind == "baseline":
+        return "-"
+    value = macs_per_pixel(spec)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f}"
+
+
 def model_rows() -> list[dict[str, str]]:
-    """One row per registered model for ``lowlight models``: name, kind, scales, params, weights,
-    lol_eval15 (``"psnr / ssim"`` of the default weights, plain protocol, or "-") and summary."""
+    """One row per registered model for ``lowlight models``: name, kind, scales, params, MACs/px
+    (multiply-accumulates per input pixel, see :func:`macs_per_pixel`), weights, lol_eval15
+    (``"psnr / ssim"`` of the default weights, plain protocol, or "-") and summary."""
     from .weights import entry_for
 
     rows = []
@@ -279,6 +339,7 @@ def model_rows() -> list[dict[str, str]]:
             "kind": spec.kind,
             "scales": ",".join(map(str, spec.scales)),
             "params": _parameters(spec),
+            "MACs/px": _macs(spec),
             "weights": _weights_source(spec),
             "lol_eval15": f"{metrics['eval15_psnr']:.2f} / {metrics['eval15_ssim']:.3f}" if scored else "-",
             "summary": spec.summary,

@@ -26,7 +26,7 @@ log = logging.getLogger("lowlight")
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-MIN_TILE, MAX_TILE = 128, 2048
+MIN_TILE = 128
 FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
 
 
@@ -84,10 +84,11 @@ def activation_bytes_per_pixel(net: torch.nn.Module, spec: ModelSpec) -> int:
 
 
 def auto_tile(net: torch.nn.Module, spec: ModelSpec, device: torch.device) -> int:
-    """Largest tile (multiple of 64, within [128, 2048]) whose activations fit in half the free memory."""
+    """The spec's default tile, or less (a multiple of 64, at least 128) when its activations would
+    not fit in half the free memory."""
     budget = free_memory_bytes(device) // 2
     side = int((budget / activation_bytes_per_pixel(net, spec)) ** 0.5)
-    return int(min(MAX_TILE, max(MIN_TILE, side // 64 * 64)))
+    return int(min(spec.default_tile, max(MIN_TILE, side // 64 * 64)))
 
 
 def downscale(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -117,15 +118,15 @@ class Enhancer:
             if not spec.half_safe:
                 log.warning("%s is not safe in reduced precision; running fp32", spec.name)
                 self.dtype = torch.float32
-        self.overlap = spec.overlap if options.overlap is None else options.overlap
-        if options.tile < 0 or self.overlap < 0:
+        if options.tile < 0 or (options.overlap or 0) < 0:
             raise UsageError("--tile and --overlap must be >= 0", "--tile 0 picks a tile size from free memory")
-        if options.tile and self.overlap >= options.tile:
-            raise UsageError(f"--overlap {self.overlap} must be smaller than --tile {options.tile}", None)
+        if options.tile and options.overlap is not None and options.overlap >= options.tile:
+            raise UsageError(f"--overlap {options.overlap} must be smaller than --tile {options.tile}", None)
         if net is not None:
             self.net = net.to(self.device).eval()
             self.tile = options.tile or auto_tile(self.net, spec, self.device)
-            self.overlap = min(self.overlap, self.tile // 2)
+            # The model's own overlap shrinks to fit a small tile; one given by the user is kept.
+            self.overlap = min(spec.overlap, self.tile // 2) if options.overlap is None else options.overlap
 
     def __call__(self, rgb: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1]."""

@@ -52,7 +52,8 @@ class ModelSpec:
     smaller scale downsamples the input first). ``size_multiple``: input sides are padded to it.
     ``tile_safe``: False when the output depends on global image statistics (global pooling,
     histograms); the tiler then warns or uses one whole-image pass. ``overlap``: default tile overlap
-    in input pixels, at least the receptive-field radius.
+    in input pixels; tiled equals whole when it is at least 4x the receptive-field radius.
+    ``default_tile``: the tile ``--tile 0`` uses unless free memory calls for a smaller one.
     """
 
     name: str

@@ -378,7 +378,7 @@ def _warn_ignored(given: TrainConfig, saved: TrainConfig) -> None:
     defaults = TrainConfig(model=given.model, out=given.out)
     ignored = [
         f.name for f in dataclasses.fields(TrainConfig)
-        if f.name not in ("resume", "out", "model", "device", "threads")
+        if f.name not in ("resume", "out", "model", "device", "threads", "steps")
         and getattr(given, f.name) is not None
         and getattr(given, f.name) != getattr(defaults, f.name)
         and getattr(given, f.name) != getattr(saved, f.name)
@@ -387,6 +387,22 @@ def _warn_ignored(given: TrainConfig, saved: TrainConfig) -> None:
         Console(stderr=True).print(
             f"resuming with the saved config; ignoring {', '.join(ignored)}", highlight=False, markup=False
         )
+
+
+def _with_steps(saved: TrainConfig, steps: int, *, done: int) -> TrainConfig:
+    """``saved`` with a new step count, allowed only while it leaves the learning rates already used unchanged.
+
+    Milestones are fractions of ``steps``, so a new count moves them; before the first one is reached
+    the resumed run is then exactly the run a fresh ``--steps`` would have given (batches do not depend
+    on ``steps``). After it, the change would rewrite history, and is refused.
+    """
+    changed = dataclasses.replace(saved, steps=steps)
+    if steps < done or any(lr_at(s, changed) != lr_at(s, saved) for s in range(done)):
+        raise UsageError(
+            f"cannot change --steps from {saved.steps} to {steps} at step {done}: the learning rates already used would change",
+            "resume without --steps, or start a new run",
+        )
+    return changed
 
 
 def _command_line() -> str:
@@ -419,6 +435,8 @@ def _toml(value: Any) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{round(seconds)}s"
     m = int(round(seconds / 60))
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
@@ -444,6 +462,8 @@ def fit(config: TrainConfig) -> Path:
         resumed = _load_checkpoint(last_path)
         saved = TrainConfig.from_dict(resumed["config"])
         _warn_ignored(config, saved)
+        if config.steps is not None and config.steps != saved.steps:
+            saved = _with_steps(saved, config.steps, done=resumed["step"])
         # Where and on what to run may change between sessions; nothing that shapes the run may.
         config = dataclasses.replace(saved, resume=True, out=config.out, device=config.device, threads=config.threads)
     elif last_path.exists():
@@ -517,6 +537,7 @@ def fit(config: TrainConfig) -> Path:
                 # Keep the command that started the run (export reports it); note each resume.
                 first = json.loads(meta_path.read_text())
                 first.setdefault("resumed", []).append({"step": step, "command": meta["command"], "hardware": hardware})
+                first["train_config"] = meta["train_config"]
                 meta = first
             meta_path.write_text(json.dumps(meta, indent=2) + "\n")
         def log(line: str) -> None:
@@ -630,5 +651,6 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
         "metrics": {"val_psnr": round(float(best["val_psnr"]), 3)},
     }
     lines = [f'[weights."{spec.name}.{tag}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items()]
-    lines.append(f"# best.pt: step {best['step']} of {config.steps}; val_psnr is plain PSNR on held-out our485 scene groups")
+    held_out = "darkened held-out photos" if config.synthetic is not None else "held-out our485 scene groups"
+    lines.append(f"# best.pt: step {best['step']} of {config.steps}; val_psnr: plain PSNR on {held_out}")
     return path, sha, "\n".join(lines) + "\n"

@@ -4,6 +4,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+
+# One thread: tests are tiny, and OpenMP threads spinning against each other on 2 busy cores made
+# small forwards 100x slower. Seeded so any random init is reproducible.
+torch.set_num_threads(1)
+torch.manual_seed(0)
 
 
 def _find_lol() -> Path | None:

@@ -132,6 +132,28 @@ def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_resume_may_change_steps_only_before_the_first_milestone(photos, tmp_path, monkeypatch):
+    save = train.atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        if path.name == "last.pt" and obj["step"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(tiny_config(photos, tmp_path / "run", steps=12))  # tiny recipe: one milestone at 0.5
+    monkeypatch.setattr(train, "atomic_save", save)
+    with pytest.raises(UsageError, match="learning rates already used"):
+        train.fit(tiny_config(photos, tmp_path / "run", steps=4, resume=True))  # milestone would move to 2
+    train.fit(tiny_config(photos, tmp_path / "run", steps=8, resume=True))  # milestone moves from 6 to 4
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 8
+    short = train.fit(tiny_config(photos, tmp_path / "fresh", steps=8))
+    a = torch.load(short / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "last.pt"
     train.atomic_save({"step": 1}, target)

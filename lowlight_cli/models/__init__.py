@@ -1,3 +1,5 @@
 """One file per architecture; importing this package registers every variant."""
 
 from . import msrnet  # noqa: F401
+from . import neid  # noqa: F401
+from . import mirnet  # noqa: F401
