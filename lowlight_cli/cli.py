@@ -152,7 +152,7 @@ def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Paired dataset layout; only lol.")] = "lol",
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="LOL root holding our485/ and scenes.csv.")] = None,
     synthetic: Annotated[Optional[Path], typer.Option("--synthetic", help="Folder of normal-light photos; pairs are synthesized.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: the model's recipe).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: the model's recipe). With --resume: only before the first lr milestone.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Crops per step and process.")] = None,
     patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,

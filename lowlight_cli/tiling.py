@@ -21,14 +21,21 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` shared."""
+def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of tiles covering ``[0, length)``, neighbours sharing at least ``overlap``.
+
+    Starts are multiples of ``multiple``, so a network that pools by that factor sees every tile on
+    the same grid as the whole image; the last tile therefore runs to the end and may be up to
+    ``multiple - 1`` pixels longer than ``tile``.
+    """
     if tile >= length:
-        return [0]
-    stride = tile - overlap
+        return [(0, length)]
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
     starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+    last = (length - tile) // multiple * multiple
+    if last > starts[-1]:
+        starts.append(last)
+    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], length)]
 
 
 def edge_ramp(length: int, overlap: int, *, before: bool, after: bool) -> torch.Tensor:
@@ -93,23 +100,21 @@ def tiled_forward(
     if tile <= 0 or not 0 <= overlap < tile:
         raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={tile} overlap={overlap}")
     _, _, H, W = image.shape
-    ys, xs = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+    rows, cols = tile_spans(H, tile, overlap, multiple), tile_spans(W, tile, overlap, multiple)
     out = wsum = None
-    total, done = len(ys) * len(xs), 0
-    for y in ys:
-        for x in xs:
-            th, tw = min(tile, H), min(tile, W)
-            crop = image[..., y : y + th, x : x + tw].to(device=device, dtype=dtype)
+    total, done = len(rows) * len(cols), 0
+    for y0, y1 in rows:
+        for x0, x1 in cols:
+            crop = image[..., y0:y1, x0:x1].to(device=device, dtype=dtype)
             pred = run_padded(forward, crop, multiple=multiple, scale=scale).float().cpu()
             if out is None:
                 out = torch.zeros(1, pred.shape[1], H * scale, W * scale)
                 wsum = torch.zeros(1, 1, H * scale, W * scale)
-            wy = edge_ramp(th * scale, overlap * scale, before=y > 0, after=y + th < H)
-            wx = edge_ramp(tw * scale, overlap * scale, before=x > 0, after=x + tw < W)
+            wy = edge_ramp((y1 - y0) * scale, overlap * scale, before=y0 > 0, after=y1 < H)
+            wx = edge_ramp((x1 - x0) * scale, overlap * scale, before=x0 > 0, after=x1 < W)
             win = wy[:, None] * wx[None, :]
-            sy, sx = y * scale, x * scale
-            out[..., sy : sy + th * scale, sx : sx + tw * scale] += pred * win
-            wsum[..., sy : sy + th * scale, sx : sx + tw * scale] += win
+            out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] += pred * win
+            wsum[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] += win
             done += 1
             if progress is not None:
                 progress(done, total)

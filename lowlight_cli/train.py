@@ -411,6 +411,19 @@ def _command_line() -> str:
     return shlex.join(["lowlight" if prog in ("cli.py", "lowlight") else prog, *sys.argv[1:]])
 
 
+def _cli_command(config: TrainConfig) -> str:
+    """The ``lowlight train`` command that reproduces ``config`` from scratch, however the run was resumed."""
+    args = ["lowlight", "train", "--model", config.model]
+    if config.synthetic is not None:
+        args += ["--synthetic", str(config.synthetic)]
+    else:
+        args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
+    args += ["--out", str(config.out)]
+    for name in ("steps", "batch", "patch", "lr", "seed", "val_every", "ckpt_every"):
+        args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
+    return shlex.join(args)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -627,7 +640,8 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
     best = _load_checkpoint(best_path)
     last = _load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else {}
     meta = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-    config = TrainConfig.from_dict(best["config"])
+    # last.pt holds the run's final config (a resume may have changed --steps after best.pt was written).
+    config = TrainConfig.from_dict((last or best)["config"])
     spec = registry.get(config.model)
     hparams = _jsonable(dict(spec.hparams))
     tag = "synthetic" if config.synthetic is not None else config.dataset
@@ -641,7 +655,7 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
         "sha256": sha,
         "license": "TODO",
         "hub": {"repo_id": "TODO", "filename": filename, "revision": "TODO"},
-        "train_command": meta.get("command", ""),
+        "train_command": _cli_command(config),
         "trained": {
             "duration": _duration(last.get("trained_seconds", 0.0)),
             "hardware": meta.get("hardware", ""),

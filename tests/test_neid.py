@@ -54,7 +54,7 @@ def test_input_must_be_a_multiple_of_two_to_the_levels(tiny):
 def test_init_follows_the_paper():
     net = registry.get("neid").create()
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    weights = torch.cat([m.weight.flatten() for m in convs])
+    weights = torch.cat([m.weight.detach().flatten() for m in convs])
     assert abs(float(weights.mean())) < 1e-3
     assert float(weights.std()) == pytest.approx(0.02, rel=0.02)
     assert all(torch.count_nonzero(m.bias) == 0 for m in convs)
@@ -66,15 +66,20 @@ def test_loss_decreases_on_a_fixed_batch(tiny):
     high = torch.rand(2, 3, 32, 32) * 0.5 + 0.3
     loss_fn = NEIDLoss()
     opt = torch.optim.Adam(tiny.parameters(), lr=1e-3)
-    first, parts = loss_fn(tiny, low, high)
-    assert set(parts) == {"huber", "dr_mse", "color"}
-    for _ in range(15):
+    with torch.no_grad():
+        first, first_parts = loss_fn(tiny, low, high)
+    assert set(first_parts) == {"huber", "dr_mse", "color"}
+    for _ in range(60):
         loss, _ = loss_fn(tiny, low, high)
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert all(p.grad is not None for p in tiny.dr_head.parameters())  # DR is trained through the loss
-    assert float(loss_fn(tiny, low, high)[0]) < 0.8 * float(first)
+    with torch.no_grad():
+        last, parts = loss_fn(tiny, low, high)
+    assert float(last) < 0.7 * float(first)
+    # Every term improves: the colour term must not stall LE's brightening from the near-zero init.
+    assert all(float(parts[k]) < 0.8 * float(first_parts[k]) for k in parts)
 
 
 def test_rgb_to_hsv_matches_opencv():

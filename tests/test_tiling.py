@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lowlight_cli.tiling import edge_ramp, tile_starts, tiled_forward
+from lowlight_cli.tiling import edge_ramp, tile_spans, tiled_forward
 
 
 def toy_net(scale: int = 1) -> nn.Module:
@@ -73,11 +73,23 @@ def test_windows_of_neighbours_sum_to_one_over_the_overlap():
     assert torch.all(left[-4:] == 0)  # the zero-padded margin never contributes
 
 
-def test_tile_starts_cover_and_overlap():
-    for length, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (1000, 256, 64)]:
-        starts = tile_starts(length, tile, overlap)
-        assert starts[0] == 0 and starts[-1] + min(tile, length) == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+@pytest.mark.parametrize("multiple", [1, 4, 16])
+def test_tile_spans_cover_overlap_and_stay_on_the_grid(multiple):
+    for length, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (1000, 256, 64), (600, 512, 128)]:
+        spans = tile_spans(length, tile, overlap, multiple)
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(start % multiple == 0 for start, _ in spans)
+        assert all(b0 <= a1 - min(overlap, a1 - a0) for (a0, a1), (b0, _) in zip(spans, spans[1:]))
+        assert all(end - start < tile + multiple for start, end in spans)
+
+
+def test_pooling_net_tiled_equals_whole_when_tiles_stay_on_its_grid():
+    """A 2x2 max-pool + upsample is exact only on tiles aligned to its grid: spans take care of it."""
+    pool = nn.Sequential(nn.MaxPool2d(2), nn.Upsample(scale_factor=2))
+    image = torch.rand(1, 3, 70, 101)
+    whole = tiled_forward(pool, image, tile=10_000, overlap=0, multiple=2)
+    tiled = tiled_forward(pool, image, tile=32, overlap=8, multiple=2)
+    assert torch.max(torch.abs(whole - tiled)) < 1e-6
 
 
 def test_bad_tile_values_raise():

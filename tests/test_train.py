@@ -180,6 +180,8 @@ def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
     assert entry["sha256"] == sha and entry["arch"] == "msrnet_tiny"
     assert entry["trained"]["steps"] == 3 and "val_psnr" in entry["metrics"]
     assert entry["hparams"] == {"scales": [1.0, 100.0], "depth": 2, "width": 4}
+    assert entry["train_command"].startswith(f"lowlight train --model msrnet_tiny --synthetic {photos} ")
+    assert "--steps 3 " in entry["train_command"]
 
 
 def test_ddp_two_cpu_processes(photos, tmp_path):

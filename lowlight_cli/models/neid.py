@@ -38,9 +38,11 @@ features, so DR's decoder runs in :meth:`NEID.forward` too; only DR's x2 image h
 (``forward(x, detail=True)`` adds it for training). ``forward`` therefore costs one encoder and two
 decoders, about 1.6x a plain U-Net of the same widths.
 
-Tiling: FF pools over the whole image, so the output depends on global statistics; and the conv
-receptive-field radius alone is about ``8 * 2**levels`` input pixels (123 for 4 levels). Tiles cannot
-reproduce a whole-image pass exactly, so the specs say ``tile_safe=False``.
+Tiling: FF pools over the whole image, so the output depends on global statistics; the conv
+receptive-field radius alone is about ``7 * 2**levels`` input pixels (110 measured for 4 levels); and
+max pooling makes the output shift-equivariant only by multiples of ``2**levels``. Tiles cannot
+reproduce a whole-image pass exactly, so the specs say ``tile_safe=False``; their overlap covers the
+receptive-field radius.
 """
 
 from __future__ import annotations
@@ -97,9 +99,12 @@ def color_loss(pred: torch.Tensor, target: torch.Tensor, *, saturation_eps: floa
     hue is undefined), Lipschitz in RGB (a bare hue has ``1 / C`` gradients), and 1 only when hues
     agree wherever both images have colour and the chroma maps are proportional.
 
-    Both terms are cosines, so neither sees a global scale of chroma or saturation; the Huber term
-    pins absolute values. A target without any chroma (a grey image) gives its terms no direction
-    and scores 0.
+    Each ``cos`` is the plain cosine similarity while the prediction's map is at least as strong
+    (in norm) as the target's, and a bounded-gradient continuation below that (see
+    :func:`_one_minus_cosine`): without it the nearly black first outputs of a fresh network would
+    drown the Huber term. Above that strength neither term sees a global scale of chroma or
+    saturation, as in the paper; the Huber term pins absolute values. A target without any chroma
+    (a grey image) gives its terms no direction and scores 0.
     """
     h_p, s_p, v_p = rgb_to_hsv(pred.clamp(0.0, 1.0), eps=saturation_eps).unbind(dim=1)
     h_t, s_t, v_t = rgb_to_hsv(target, eps=saturation_eps).unbind(dim=1)
@@ -119,8 +124,9 @@ def _one_minus_cosine(dot: torch.Tensor, norm_pred: torch.Tensor, norm_target: t
     """``1 - <p, t> / (max(|p|, |t|) |t|)`` from the dot product and norms, ``(B,)`` each.
 
     This is ``1 - cos(p, t)`` whenever ``|p| >= |t|``. Below that the plain cosine's gradient grows
-    as ``1 / |p|``: with the paper's N(0, 0.02) initialisation the first outputs are ~1e-4, nearly
-    black and grey, and that gradient outweighed the Huber term's by ~1e7, so LE never brightened.
+    as ``1 / |p|``: with the paper's N(0, 0.02) initialisation the first outputs are ~1e-5, nearly
+    black and grey, and that gradient outweighed the Huber term's by ~1e7 (in a test of neid_tiny,
+    LE's mean output crept from 0.0005 to 0.0045 in 60 Adam steps at lr 1e-3, towards 0.55).
     Scoring a weaker prediction as if its norm were the target's bounds the gradient by ``1 / |t|``,
     keeps the loss continuous, and still reaches 0 only when ``p`` is a multiple >= 1 of ``t``.
     """
@@ -311,7 +317,7 @@ PAPER = (
 
 def _recipe(*, patch: int, batch: int, steps: int) -> TrainRecipe:
     # The paper's schedule: 2000 epochs, lr 1e-4 -> 1e-5 at epoch 500 -> 1e-6 at epoch 1000,
-    # i.e. milestones at 1/4 and 1/2 of training; 128 px inputs from 2x larger crops.
+    # i.e. milestones at 1/4 and 1/2 of training; inputs downsampled x2 from 2x larger crops.
     return TrainRecipe(
         loss=NEIDLoss, lr=1e-4, patch=patch, batch=batch, steps=steps,
         milestones=(0.25, 0.5), gamma=0.1, input_downscale=2,
@@ -322,16 +328,22 @@ register(
     ModelSpec(
         name="neid",
         kind="learned",
-        summary="NEID (x2): U-Net light enhancement + detail-refinement decoder fused by channel attention; "
-        "16 base channels, 4 levels, sized for CPU training. Not tile-safe (global pooling in FF)",
+        summary="NEID (x2): U-Net light enhancement + detail-refinement decoder fused by channel "
+        "attention; 16 base channels, 4 levels, sized for CPU training. Not tile-safe (global pooling in FF)",
         paper=PAPER,
         build=NEID,
         hparams={"width": 16, "levels": 4, "reduction": 4},
         scales=(1, 2),
         size_multiple=2**4,
         tile_safe=False,
+        # Overlap: just above the receptive-field radius (110 px), a multiple of 2**levels. Tiles
+        # are 1024 px so that most photos run in one pass, exact for FF's global pooling (~2 GB of
+        # activations; auto_tile shrinks it when memory is short). With random weights scaled to a
+        # trained net's output range, 1024-px tiles of a 1024x1536 input drift by up to 0.017.
         overlap=128,
-        recipe=_recipe(patch=128, batch=8, steps=6000),
+        default_tile=1024,
+        # ~0.85 s of one core per step (batch 8, 128 px), so ~0.5 s on two: 8000 steps fit 90 minutes.
+        recipe=_recipe(patch=128, batch=8, steps=8000),
     )
 )
 
@@ -348,6 +360,8 @@ register(
         size_multiple=2**4,
         tile_safe=False,
         overlap=128,
+        default_tile=1024,
+        # The paper's length: 2000 epochs of LOL's 485 training pairs at batch 8.
         recipe=_recipe(patch=128, batch=8, steps=120_000),
     )
 )
@@ -363,7 +377,7 @@ register(
         scales=(1, 2),
         size_multiple=2**2,
         tile_safe=False,
-        overlap=16,
+        overlap=32,
         recipe=_recipe(patch=16, batch=2, steps=20),
     )
 )
