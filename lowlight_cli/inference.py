@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import registry
-from .errors import UsageError
+from .errors import LowlightError, UsageError
 from .registry import ModelSpec
 from .tiling import Progress, tiled_forward
 
@@ -168,7 +168,13 @@ class Enhancer:
             torch.cuda.empty_cache()
             self.tile, self.overlap = smaller, min(self.overlap, smaller // 2)
             kwargs["overlap"] = self.overlap
-            return tiled_forward(self._forward, x, tile=smaller, **kwargs)
+            try:
+                return tiled_forward(self._forward, x, tile=smaller, **kwargs)
+            except torch.OutOfMemoryError:
+                raise LowlightError(
+                    f"out of memory on {self.device} even with --tile {smaller}",
+                    "try a smaller --tile, --precision fp16 on CUDA, or --device cpu",
+                ) from None
 
 
 def default_model_name() -> str:

@@ -95,3 +95,38 @@ def test_pooling_net_tiled_equals_whole_when_tiles_stay_on_its_grid():
 def test_bad_tile_values_raise():
     with pytest.raises(ValueError):
         tiled_forward(lambda t: t, torch.rand(1, 3, 8, 8), tile=8, overlap=8)
+
+
+class OutOfMemoryAbove(nn.Module):
+    """Identity that fails like CUDA does when a tile has more than ``limit`` pixels."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.scale = nn.Parameter(torch.ones(()))
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        if x.shape[-2] * x.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x * self.scale
+
+
+def test_out_of_memory_retries_once_with_a_smaller_tile(caplog):
+    import numpy as np
+
+    from lowlight_cli.errors import LowlightError
+    from lowlight_cli.inference import Enhancer, RunOptions
+    from lowlight_cli.registry import ModelSpec
+
+    net = OutOfMemoryAbove(limit=300 * 300)
+    spec = ModelSpec(name="oom", kind="learned", summary="test", overlap=16)
+    enhancer = Enhancer(spec, net, RunOptions(device="cpu", tile=512), "oom")
+    rgb = np.random.default_rng(0).random((400, 500, 3), dtype=np.float32)
+    out = enhancer(rgb)
+    assert np.allclose(out, rgb, atol=1e-6)
+    assert enhancer.tile == 256 and "retrying once with --tile 256" in caplog.text
+    net.limit = 10
+    with pytest.raises(LowlightError, match="out of memory"):
+        enhancer(rgb)
