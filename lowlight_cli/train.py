@@ -486,6 +486,9 @@ def fit(config: TrainConfig) -> Path:
     device = _pick_device(config.device, local_rank)
     threads = config.threads or max(1, (os.cpu_count() or 1) // local_world)
     torch.set_num_threads(threads)
+    # Tiny gradients late in training (after lr decays) produce denormal floats, which made CPU steps
+    # 6x slower here; flushing them to zero changes nothing measurable in the result.
+    torch.set_flush_denormal(True)
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main = rank == 0
