@@ -25,7 +25,7 @@ import torch
 from . import registry
 from .data import default_lol_roots, find_pairs
 from .errors import DatasetError, OutputError, UsageError
-from .images import Picture, _write_atomic, read_image, to_uint8, write_image
+from .images import Picture, write_atomic, read_image, to_uint8, write_image
 from .inference import Enhancer, RunOptions, load_enhancer
 from .metrics import PROTOCOL, gt_mean, psnr, ssim
 from .tiling import Progress
@@ -233,7 +233,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create folder {path.parent}: {e.strerror}", "choose another --output") from None
-    _write_atomic(path, text.encode())
+    write_atomic(path, text.encode())
 
 
 def _weights_source(spec: registry.ModelSpec) -> str:

@@ -145,7 +145,7 @@ def write_image(path: Path, picture: Picture) -> None:
         data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture)
     except (OSError, ValueError, cv2.error) as e:
         raise OutputError(f"cannot encode {path.name} as {fmt}: {e}", "try a .png or .tif output") from e
-    _write_atomic(path, data)
+    write_atomic(path, data)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -273,7 +273,7 @@ def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> byt
     return png[:33] + extra + png[33:]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``."""
     folder = path.parent
     if not folder.is_dir():
