@@ -26,7 +26,7 @@ from . import registry
 from .data import default_lol_roots, find_pairs
 from .errors import DatasetError, OutputError, UsageError
 from .images import Picture, write_atomic, read_image, to_uint8, write_image
-from .inference import Enhancer, RunOptions, load_enhancer
+from .inference import Enhancer, RunOptions, load_enhancer, run_with_hooks
 from .metrics import PROTOCOL, gt_mean, psnr, ssim
 from .tiling import Progress
 
@@ -284,13 +284,7 @@ def count_macs(net: torch.nn.Module, x: torch.Tensor) -> int:
             total += output.numel() * module.in_features
 
     layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, layers)]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_hooks(net, x, [m for m in net.modules() if isinstance(m, layers)], hook)
     return total
 
 

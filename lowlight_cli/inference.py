@@ -58,6 +58,17 @@ def free_memory_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def run_with_hooks(net: torch.nn.Module, x: torch.Tensor, modules: list[torch.nn.Module], hook) -> None:
+    """``net(x)`` without gradients, calling ``hook(module, inputs, output)`` after each of ``modules``."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def activation_bytes_per_pixel(net: torch.nn.Module, spec: ModelSpec) -> int:
     """A conservative per-input-pixel memory estimate: every leaf module's output alive at once.
 
@@ -72,14 +83,7 @@ def activation_bytes_per_pixel(net: torch.nn.Module, spec: ModelSpec) -> int:
         if isinstance(out, torch.Tensor):
             total += out.numel()
 
-    leaves = [m for m in net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad():
-            net(probe)
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_hooks(net, probe, [m for m in net.modules() if not list(m.children())], hook)
     return max(1, 4 * total // (side * side))
 
 
