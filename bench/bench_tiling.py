@@ -1,7 +1,8 @@
 """How far tiled inference drifts from one whole-image pass, per tile size and overlap, and its cost.
 
     python bench/bench_tiling.py --model NAME [--weights PATH] [--image PATH] [--size 1024x1536]
-                                 [--tiles 256,384,512] [--overlaps 32,64] [--device cpu] [--threads 0] [--seed 0]
+                                 [--tiles 256,384,512] [--overlaps 32,64] [--scale N] [--device cpu]
+                                 [--threads 0] [--seed 0]
 
 Runs ``NAME`` once on the whole image and once per (tile, overlap) through
 :class:`lowlight_cli.inference.Enhancer` (so through ``tiling.tiled_forward``, as ``lowlight enhance``
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--size", type=parse_size, default=(1024, 1536), help="WIDTHxHEIGHT of the default image")
     parser.add_argument("--tiles", type=parse_ints, default=[256, 384, 512], help="tile sides in input pixels")
     parser.add_argument("--overlaps", type=parse_ints, default=[32, 64], help="tile overlaps in input pixels")
+    parser.add_argument("--scale", type=int, default=None, help="output scale (default: the model's native one)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
@@ -94,7 +96,7 @@ def main() -> None:
     h, w = rgb.shape[:2]
 
     def enhancer(tile: int, overlap: int) -> Enhancer:
-        options = RunOptions(device=args.device, tile=tile, overlap=overlap)
+        options = RunOptions(device=args.device, tile=tile, overlap=overlap, scale=args.scale)
         if args.weights is not None:
             return load_enhancer(args.model, weights=args.weights, options=options)
         torch.manual_seed(args.seed)  # the same random network for every pass
