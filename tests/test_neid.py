@@ -11,7 +11,7 @@ import torch
 
 from lowlight_cli import registry, train
 from lowlight_cli.inference import Enhancer, RunOptions
-from lowlight_cli.models.neid import NEID, NEIDLoss, color_loss, rgb_to_hsv
+from lowlight_cli.models.neid import NEID, NEID_COLOR_WEIGHT, NEIDLoss, color_loss, rgb_to_hsv
 
 VARIANTS = ("neid", "neid_paper", "neid_tiny")
 
@@ -129,6 +129,18 @@ def test_specs_declare_the_x2_protocol(name):
     assert not spec.tile_safe  # FF pools over the whole image
     r = spec.recipe
     assert (r.lr, r.milestones, r.gamma, r.input_downscale) == (1e-4, (0.25, 0.5), 0.1, 2)
+    loss = r.loss()
+    assert (loss.detail_weight, loss.color_weight) == (0.1, NEID_COLOR_WEIGHT)
+
+
+def test_color_loss_is_blind_to_a_weaker_prediction_down_to_a_tenth_of_the_target():
+    # The plain cosine, as in the paper: a darker copy of the target costs nothing, so the colour
+    # term never asks for more chroma than the Huber term does; only below a tenth does it push up.
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 16, 16) * 0.8 + 0.1
+    for k in (1.0, 0.5, 0.2, 0.11):
+        assert float(color_loss(k * target, target)) == pytest.approx(0.0, abs=1e-4)
+    assert float(color_loss(0.05 * target, target)) > 0.4
 
 
 def test_schedule_drops_tenfold_at_a_quarter_and_a_half(tmp_path):
