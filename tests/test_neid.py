@@ -157,6 +157,30 @@ def test_scale_1_restores_the_input_size(tiny):
     assert Enhancer(spec, tiny, RunOptions(device="cpu", scale=2), "neid_tiny")(rgb).shape == (80, 112, 3)
 
 
+def test_tiled_x2_output_equals_the_whole_pass_once_ff_is_made_local():
+    # FF's global pooling is the one thing tiles cannot reproduce; with its excitation zeroed its
+    # channel weights are constants, and what is left must tile exactly at x2 when the overlap's
+    # blend-free margin (overlap / 4) covers the receptive field (~7 * 2**levels = 28 px).
+    torch.manual_seed(0)
+    net = registry.get("neid_tiny").create()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.reset_parameters()  # outputs of order 1, not the ~1e-5 of the paper's init
+    with torch.no_grad():
+        net.le_head[0].bias.add_(0.5)  # mid-grey outputs: few pixels clamp
+        for ff in net.fusions:
+            ff.excite.weight.zero_()
+    spec = registry.get("neid_tiny")
+    ramp = np.linspace(0.05, 0.5, 460, dtype=np.float32)[None, :, None]  # tiles see different statistics
+    rgb = np.random.default_rng(0).random((300, 460, 3), dtype=np.float32) * ramp
+    whole = Enhancer(spec, net, RunOptions(device="cpu", scale=2, tile=1024), "t")(rgb)
+    tiled = Enhancer(spec, net, RunOptions(device="cpu", scale=2, tile=256, overlap=128), "t")(rgb)
+    assert whole.shape == tiled.shape == (600, 920, 3)
+    assert 0.05 < float(whole.std())  # not a constant image
+    # Float rounding only (1.8e-7 measured); an overlap of 16 instead of 128 gives 3.9e-5.
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
 def test_trainer_runs_neid_with_the_half_size_input(tmp_path: Path):
     photos = tmp_path / "photos"
     photos.mkdir()
