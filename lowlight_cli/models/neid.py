@@ -338,11 +338,11 @@ PAPER = (
 NEID_COLOR_WEIGHT = 0.01
 
 
-def _recipe(*, patch: int, batch: int, steps: int) -> TrainRecipe:
+def _recipe(*, patch: int, batch: int, steps: int, lr: float = 1e-4) -> TrainRecipe:
     # The paper's schedule: 2000 epochs, lr 1e-4 -> 1e-5 at epoch 500 -> 1e-6 at epoch 1000,
     # i.e. milestones at 1/4 and 1/2 of training; inputs downsampled x2 from 2x larger crops.
     return TrainRecipe(
-        loss=functools.partial(NEIDLoss, color_weight=NEID_COLOR_WEIGHT), lr=1e-4, patch=patch, batch=batch, steps=steps,
+        loss=functools.partial(NEIDLoss, color_weight=NEID_COLOR_WEIGHT), lr=lr, patch=patch, batch=batch, steps=steps,
         milestones=(0.25, 0.5), gamma=0.1, input_downscale=2,
     )
 
@@ -366,7 +366,10 @@ register(
         overlap=128,
         default_tile=1024,
         # ~0.85 s of one core per step (batch 8, 128 px), so ~0.5 s on two: 8000 steps fit 90 minutes.
-        recipe=_recipe(patch=128, batch=8, steps=8000),
+        # lr: the paper's 1e-4 is for 120k steps; with 1/15 of them, 1e-3 led on validation (same
+        # 11 held-out images as the colour weight, after 500 steps): 18.4 dB, against 17.8 at 5e-4
+        # and 17.6 at 1e-4. Its schedule is the paper's, scaled: /10 at 1/4 and at 1/2 of the steps.
+        recipe=_recipe(patch=128, batch=8, steps=8000, lr=1e-3),
     )
 )
 
