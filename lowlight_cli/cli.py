@@ -139,10 +139,12 @@ def models(as_json: JsonOpt = False) -> None:
         return
     table = Table(title="lowlight models")
     for col in rows[0]:
-        table.add_column(col)
+        # Names and figures stay on one line; only the summary wraps.
+        table.add_column(col, no_wrap=col != "summary")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
-    out.print(table)
+    # Piped output has no terminal width to respect (rich assumes 80): give it room for one line per model.
+    (out if out.is_terminal else Console(width=200, soft_wrap=True)).print(table)
 
 
 @app.command()

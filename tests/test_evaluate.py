@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import dark_image
 
-from lowlight_cli import evaluate
+from lowlight_cli import evaluate, registry
 from lowlight_cli.errors import DatasetError, UsageError
 from lowlight_cli.images import read_image, to_uint8
 from lowlight_cli.inference import RunOptions, load_enhancer
@@ -206,6 +206,16 @@ def test_model_rows_cover_the_registry(cli):
     assert rows["msrnet"]["params"].endswith(" M") and rows["msrnet"]["weights"] in ("bundled", "hub", "none")
     defaults = evaluate.default_models()
     assert set(MODELS) <= set(defaults) and "msrnet_tiny" not in defaults
+
+
+def test_model_table_piped_keeps_one_line_per_model(cli):
+    code, out, _ = cli("models")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    lines = {line.split("│")[1].strip(): line for line in rows}
+    lines.pop("", None)  # a long summary may wrap onto a continuation line
+    assert set(lines) == {spec.name for spec in registry.specs()}  # no name cut or wrapped
+    assert "31.80 M" in lines["mirnet_paper"] and "learned" in lines["mirnet_paper"]
 
 
 @pytest.mark.lol
