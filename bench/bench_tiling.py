@@ -2,7 +2,7 @@
 
     python bench/bench_tiling.py --model NAME [--weights PATH] [--image PATH] [--size 1024x1536]
                                  [--tiles 256,384,512] [--overlaps 32,64] [--scale N] [--device cpu]
-                                 [--threads 0] [--seed 0]
+                                 [--threads 0] [--seed 0] [--save DIR]
 
 Runs ``NAME`` once on the whole image and once per (tile, overlap) through
 :class:`lowlight_cli.inference.Enhancer` (so through ``tiling.tiled_forward``, as ``lowlight enhance``
@@ -18,6 +18,9 @@ indicative; rerun with trained weights before trusting them.
 
 The image is ``--image`` if given, else the bundled ``coffee_dark.png`` (600x400) upsampled x2 and
 mirror-tiled to ``--size`` (WIDTHxHEIGHT), so a large test image needs no data files.
+
+``--save DIR`` writes the whole-image output and, per (tile, overlap), the tiled output and its
+absolute difference from the whole one amplified x20 (``diff_T_O.png``): seams show as lines there.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import torch
 # Run as a script from a checkout: make the package importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli import registry  # noqa: E402
+from lowlight_cli.evaluate import save_grid as save  # noqa: E402 (8-bit, atomic)
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import Enhancer, RunOptions, load_enhancer  # noqa: E402
 from lowlight_cli.metrics import psnr  # noqa: E402
-from lowlight_cli.tiling import tile_starts  # noqa: E402
+from lowlight_cli.tiling import tile_spans  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
 
@@ -83,6 +87,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--save", type=Path, default=None, help="folder for the outputs and x20 difference images")
     args = parser.parse_args()
 
     if args.threads:
@@ -111,6 +116,9 @@ def main() -> None:
           f"tile_safe {spec.tile_safe}")
     whole, whole_s = timed(enhancer(max(h, w), 0), rgb)
     print(f"whole image: {whole_s:.2f} s")
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        save(args.save / "whole.png", whole)
     # A x2 model's output is compared with its input enlarged the same way.
     reference = rgb if whole.shape == rgb.shape else cv2.resize(rgb, whole.shape[1::-1], interpolation=cv2.INTER_CUBIC)
     change = float(np.mean((whole - reference) ** 2))
@@ -121,11 +129,15 @@ def main() -> None:
                 continue
             run = enhancer(tile, overlap)  # the Enhancer caps the overlap at half a tile
             out, seconds = timed(run, rgb)
-            count = len(tile_starts(h, tile, run.overlap)) * len(tile_starts(w, tile, run.overlap))
+            spans = [tile_spans(n, tile, run.overlap, spec.size_multiple) for n in (h, w)]
+            count = len(spans[0]) * len(spans[1])
             drift = float(np.mean((out - whole) ** 2))
             snr = 10 * np.log10(change / drift) if drift > 0 else float("inf")
             print(f"{tile:5d} {run.overlap:7d} {count:5d} {seconds:8.2f} {psnr(out, whole):8.2f} "
                   f"{float(np.abs(out - whole).max()):8.1e} {snr:12.1f}", flush=True)
+            if args.save is not None:
+                save(args.save / f"tiled_{tile}_{run.overlap}.png", out)
+                save(args.save / f"diff_{tile}_{run.overlap}.png", np.clip(np.abs(out - whole) * 20.0, 0.0, 1.0))
 
 
 if __name__ == "__main__":
