@@ -8,6 +8,7 @@ same documented model `lowlight train --synthetic` uses (``lowlight_cli.train.da
 scaling, Poisson-Gaussian sensor noise, a gamma tone curve, 8-bit quantization), with a fixed seed.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +22,17 @@ from lowlight_cli.train import darken  # noqa: E402
 SEED = 2
 OUT = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
 
-rgb = data.coffee().astype(np.float32) / 255.0
-dark = darken(rgb, np.random.default_rng(SEED))
-cv2.imwrite(str(OUT), cv2.cvtColor(np.round(dark * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
-print(f"{OUT}: {dark.shape[1]}x{dark.shape[0]}, mean level {dark.mean() * 255:.1f}/255")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the sample")
+    args = parser.parse_args()
+    rgb = data.coffee().astype(np.float32) / 255.0
+    dark = darken(rgb, np.random.default_rng(SEED))
+    cv2.imwrite(str(args.out), cv2.cvtColor(np.round(dark * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    print(f"{args.out}: {dark.shape[1]}x{dark.shape[0]}, mean level {dark.mean() * 255:.1f}/255")
+
+
+if __name__ == "__main__":
+    main()
