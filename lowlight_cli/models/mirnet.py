@@ -337,12 +337,18 @@ PAPER = (
 _STREAMS = 3
 _MULTIPLE = 2 ** (_STREAMS - 1)
 
-# bench/bench_tiling.py --model mirnet (random weights, 1024x1536): tiled vs whole PSNR 114-120 dB,
-# residual SNR 78-84 dB for tiles 256-512 and overlaps 32-64, i.e. no measurable difference at random
-# initialisation; to be rerun with trained weights. Meanwhile: the largest tile tried (more context per
-# global pooling) and the largest overlap below 64, so that a user's --tile 64 stays valid.
-_TILE = 512
-_OVERLAP = 48
+# Tile and overlap, measured with the trained mirnet.lol weights (bench/bench_tiling.py --model mirnet
+# --weights lowlight_cli/weights/mirnet-lol.safetensors, one CPU thread), tiled against whole-image PSNR:
+#   1024x1536 image: tile 256: 27.3-27.7 dB, 384: 28.9-29.3, 512: 31.8-31.9 (max abs 0.06-0.07),
+#                    768: 43.6-48.9 (overlaps 32-96);
+#   2048x1536 image: tile 768: 45.1-46.9, 1024: 41.1, 1536: 56.7-56.9 (max abs 3.5e-3 at overlap 64).
+# The attention's global pooling is what moves: a tile of 512 or less sees too little of the picture
+# and comes out brighter or darker than its neighbours, blocks a viewer sees (the x20 difference images
+# from --save show them). So the default is as large as memory allows: 2048 (a whole pass for photos up
+# to 4 MP; auto_tile shrinks it to fit half the free memory), with an overlap of 64, which at 1536 gave
+# the smallest max difference. A whole 3 MP pass peaked at 2.5 GB RSS.
+_TILE = 2048
+_OVERLAP = 64
 
 _PAPER_HPARAMS = {
     "channels": 64, "growth": 2.0, "groups": 3, "blocks": 2, "streams": _STREAMS, "daus": 2, "reduction": 8,
