@@ -158,6 +158,7 @@ def train(
     batch: Annotated[Optional[int], typer.Option("--batch", help="Crops per step and process.")] = None,
     patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option("--clip-grad", help="Scale gradients down to this total L2 norm; 0 turns clipping off.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and batches.")] = 0,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 250,
     ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Write last.pt every N steps.")] = 250,
@@ -181,7 +182,7 @@ def train(
 
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
-        batch=batch, patch=patch, lr=lr, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))
 

@@ -38,3 +38,7 @@ class WeightsError(LowlightError):
 
 class DatasetError(LowlightError):
     """A dataset folder is missing or does not have the expected layout."""
+
+
+class TrainingError(LowlightError):
+    """A training run cannot go on (its loss or gradients stopped being finite)."""

@@ -29,6 +29,7 @@ class TrainRecipe:
     ``milestones`` are fractions of ``steps`` where the learning rate is multiplied by ``gamma``.
     ``input_downscale``: the input crop is ``patch * input_downscale`` pixels, downsampled (bicubic)
     by that factor before entering the net, while the target keeps the full crop (NEID's x2 recipe).
+    ``clip_grad``: the gradient's total L2 norm is scaled down to this before each step (0: no clipping).
     """
 
     loss: Callable[[], Any]
@@ -40,6 +41,7 @@ class TrainRecipe:
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
     input_downscale: int = 1
+    clip_grad: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

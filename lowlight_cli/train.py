@@ -45,7 +45,7 @@ from torch import nn
 
 from . import registry
 from .data import IMAGE_SUFFIXES, default_lol_roots, find_pairs
-from .errors import DatasetError, UsageError
+from .errors import DatasetError, TrainingError, UsageError
 from .inference import downscale as _downscale
 from .inference import pick_device
 from .metrics import psnr
@@ -53,8 +53,10 @@ from .tiling import run_padded
 from .weights import save_weights
 
 CKPT_VERSION = 1
+# Non-finite gradient steps skipped in one process before a run is declared diverged.
+MAX_SKIPPED = 10
 # TrainConfig fields that default to the model's TrainRecipe when left None.
-RECIPE_FIELDS = ("steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale")
+RECIPE_FIELDS = ("steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale", "clip_grad")
 
 
 @dataclass(kw_only=True)
@@ -81,6 +83,7 @@ class TrainConfig:
     milestones: tuple[float, ...] | None = None
     gamma: float | None = None
     input_downscale: int | None = None
+    clip_grad: float | None = None
     warmup: int = 0
     seed: int = 0
     split_seed: int = 0
@@ -110,6 +113,8 @@ class TrainConfig:
                 d[k] = Path(d[k])
         if d.get("milestones") is not None:
             d["milestones"] = tuple(d["milestones"])
+        # Runs saved before clipping existed trained without it; a resume keeps it that way.
+        d.setdefault("clip_grad", 0.0)
         return cls(**d)
 
 
@@ -127,6 +132,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"val_fraction must be in (0, 1), got {c.val_fraction}", None)
     if c.lr <= 0:
         raise UsageError(f"lr must be > 0, got {c.lr}", None)
+    if c.clip_grad < 0:
+        raise UsageError(f"clip_grad must be >= 0 (0: no clipping), got {c.clip_grad}", None)
     return c
 
 
@@ -419,7 +426,7 @@ def _cli_command(config: TrainConfig) -> str:
     else:
         args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
     args += ["--out", str(config.out)]
-    for name in ("steps", "batch", "patch", "lr", "seed", "val_every", "ckpt_every"):
+    for name in ("steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"):
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     return shlex.join(args)
 
@@ -570,6 +577,7 @@ def fit(config: TrainConfig) -> Path:
         with progress:
             task = progress.add_task("train", total=config.steps, completed=step, info="")
             window_t, window_steps, window_loss, window_parts = time.perf_counter(), 0, 0.0, {}
+            window_gnorm, skipped = 0.0, 0
             run_t0, trained_before = window_t, trained_s
             while step < config.steps:
                 lr = lr_at(step, config)
@@ -579,9 +587,22 @@ def fit(config: TrainConfig) -> Path:
                 loss, parts = loss_fn(model, low.to(device), high.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # The norm before clipping is logged (its window maximum): a spike warns of divergence.
+                gnorm = float(nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad or math.inf))
+                if not math.isfinite(gnorm):
+                    # One bad batch must not poison Adam's moments: skip it, count it, and stop if it persists.
+                    skipped += 1
+                    log(f"step {step + 1} skipped: gradient norm {gnorm}")
+                    if skipped >= MAX_SKIPPED:
+                        raise TrainingError(
+                            f"{skipped} steps had non-finite gradients; the run has diverged",
+                            "resume from an earlier checkpoint copy, or start a new run with a lower --lr or a --clip-grad",
+                        )
+                    continue
                 opt.step()
                 step += 1
                 window_steps += 1
+                window_gnorm = max(window_gnorm, gnorm)
                 window_loss += float(loss.detach())
                 for k, v in parts.items():
                     window_parts[k] = window_parts.get(k, 0.0) + float(v)
@@ -591,9 +612,9 @@ def fit(config: TrainConfig) -> Path:
                     now = time.perf_counter()
                     ips = window_steps * config.batch * world / max(now - window_t, 1e-9)
                     extra = " ".join(f"{k} {v / window_steps:.5f}" for k, v in window_parts.items())
-                    log(f"step {step} loss {window_loss / window_steps:.5f} {extra} lr {lr:.3g} img/s {ips:.1f}")
+                    log(f"step {step} loss {window_loss / window_steps:.5f} {extra} gnorm {window_gnorm:.3g} lr {lr:.3g} img/s {ips:.1f}")
                     progress.update(task, info=f"loss {window_loss / window_steps:.4f}")
-                    window_t, window_steps, window_loss, window_parts = now, 0, 0.0, {}
+                    window_t, window_steps, window_loss, window_parts, window_gnorm = now, 0, 0.0, {}, 0.0
 
                 if main and (step % config.val_every == 0 or step == config.steps):
                     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lowlight_cli import registry, train
-from lowlight_cli.errors import UsageError
+from lowlight_cli.errors import TrainingError, UsageError
 from lowlight_cli.weights import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,6 +154,59 @@ def test_resume_may_change_steps_only_before_the_first_milestone(photos, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _grad_norms_at_step(monkeypatch) -> list[float]:
+    """Record the total gradient norm Adam sees at each of its steps."""
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    return seen
+
+
+def test_clip_grad_bounds_the_gradient_the_optimizer_sees(photos, tmp_path, monkeypatch):
+    free = _grad_norms_at_step(monkeypatch)
+    train.fit(tiny_config(photos, tmp_path / "free", clip_grad=0.0))
+    clip = min(free) / 2  # below every unclipped norm, so clipping must act on every step
+    clipped = _grad_norms_at_step(monkeypatch)
+    run = train.fit(tiny_config(photos, tmp_path / "clipped", clip_grad=clip))
+    assert len(clipped) == 6 and max(clipped) <= clip * (1 + 1e-5)
+    assert "gnorm" in (run / "train.log").read_text()
+    with pytest.raises(UsageError, match="clip_grad"):
+        train.fit(tiny_config(photos, tmp_path / "bad", clip_grad=-1.0))
+
+
+def test_runs_saved_before_clipping_resume_without_it():
+    old = tiny_config(Path("p"), Path("o")).to_dict()
+    del old["clip_grad"]
+    assert train.TrainConfig.from_dict(old).clip_grad == 0.0
+
+
+def test_non_finite_batches_are_skipped_and_a_diverged_run_stops(photos, tmp_path, monkeypatch):
+    sample = train.sample_batch
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        low, high = sample(*args, **kwargs)
+        return (low * float("nan"), high) if calls["n"] == 2 else (low, high)
+
+    monkeypatch.setattr(train, "sample_batch", poisoned)
+    run = train.fit(tiny_config(photos, tmp_path / "one"))
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["step"] == 6 and calls["n"] == 7
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    assert "step 2 skipped" in (run / "train.log").read_text()
+
+    monkeypatch.setattr(train, "sample_batch", lambda *a, **k: tuple(t * float("nan") for t in sample(*a, **k)))
+    with pytest.raises(TrainingError, match="diverged"):
+        train.fit(tiny_config(photos, tmp_path / "all"))
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "last.pt"
     train.atomic_save({"step": 1}, target)
@@ -181,7 +234,7 @@ def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
     assert entry["trained"]["steps"] == 3 and "val_psnr" in entry["metrics"]
     assert entry["hparams"] == {"scales": [1.0, 100.0], "depth": 2, "width": 4}
     assert entry["train_command"].startswith(f"lowlight train --model msrnet_tiny --synthetic {photos} ")
-    assert "--steps 3 " in entry["train_command"]
+    assert "--steps 3 " in entry["train_command"] and "--clip-grad 0.0 " in entry["train_command"]
 
 
 def test_ddp_two_cpu_processes(photos, tmp_path):
