@@ -356,11 +356,11 @@ _PAPER_HPARAMS = {
 }
 
 
-def _recipe(*, batch: int, steps: int) -> TrainRecipe:
+def _recipe(*, batch: int, steps: int, lr: float = 2e-4) -> TrainRecipe:
     # The paper anneals 2e-4 with a cosine to 1e-6; our lr_at has step decays, so three x0.3 steps
     # at 50/75/90% follow that curve (1, 0.3, 0.09, 0.027 of the peak).
     return TrainRecipe(
-        loss=CharbonnierLoss, lr=2e-4, patch=128, batch=batch, steps=steps, milestones=(0.5, 0.75, 0.9), gamma=0.3
+        loss=CharbonnierLoss, lr=lr, patch=128, batch=batch, steps=steps, milestones=(0.5, 0.75, 0.9), gamma=0.3
     )
 
 
@@ -401,7 +401,10 @@ register(
         tile_safe=False,
         overlap=_OVERLAP,
         default_tile=_TILE,
-        recipe=_recipe(batch=8, steps=6000),
+        # lr: the paper's 2e-4 is for a 31.8 M-parameter net and 700k steps. This 0.19 M one learns
+        # much faster at 1e-3: held-out val (42 whole our485 images) 19.42 dB at step 500 against
+        # 18.79 at 2e-4, and 19.84 at step 1000, beyond what 2e-4 reached in 4000 steps (19.81).
+        recipe=_recipe(batch=8, steps=6000, lr=1e-3),
     )
 )
 
