@@ -284,3 +284,10 @@ def test_hub_download_then_cache_then_offline(tmp_path: Path) -> None:
     assert "sha256 mismatch" in bad["error"]
     assert "cannot download" in gone["error"] and "--weights" in gone["hint"]
     assert "HF_HUB_OFFLINE" in offline[1]["error"] and "HF_HUB_OFFLINE=0" in offline[1]["hint"]
+
+
+def test_top_level_weights_toml_is_the_packaged_one():
+    # The package reads lowlight_cli/weights.toml; the top-level copy is what people read. An edit
+    # that reached only one of them once left the packaged NEID metrics at 0.
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "weights.toml").read_bytes() == (root / "lowlight_cli" / "weights.toml").read_bytes()
