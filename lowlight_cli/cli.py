@@ -159,6 +159,7 @@ def train(
     patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
     clip_grad: Annotated[Optional[float], typer.Option("--clip-grad", help="Scale gradients down to this total L2 norm; 0 turns clipping off.")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this weights file (.safetensors: bundled or exported) instead of random weights: fine-tuning.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and batches.")] = 0,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 250,
     ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Write last.pt every N steps.")] = 250,
@@ -176,13 +177,15 @@ def train(
 
       lowlight train --model msrnet --synthetic photos/ --out runs/msrnet-syn --steps 5000
 
+      lowlight train --model msrnet --synthetic photos/ --out runs/msrnet-ft --init lowlight_cli/weights/msrnet-lol.safetensors --lr 1e-4
+
       torchrun --standalone --nproc_per_node 2 -m lowlight_cli.cli train --model msrnet --out runs/ddp
     """
     from .train import TrainConfig, fit
 
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
-        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, init=init, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))
 

@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from . import registry
+from . import registry, weights
 from .data import IMAGE_SUFFIXES, default_lol_roots, find_pairs
 from .errors import DatasetError, TrainingError, UsageError
 from .inference import downscale as _downscale
@@ -84,6 +84,7 @@ class TrainConfig:
     gamma: float | None = None
     input_downscale: int | None = None
     clip_grad: float | None = None
+    init: Path | None = None
     warmup: int = 0
     seed: int = 0
     split_seed: int = 0
@@ -108,7 +109,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        for k in ("out", "data_dir", "synthetic"):
+        for k in ("out", "data_dir", "synthetic", "init"):
             if d.get(k) is not None:
                 d[k] = Path(d[k])
         if d.get("milestones") is not None:
@@ -425,7 +426,7 @@ def _cli_command(config: TrainConfig) -> str:
         args += ["--synthetic", str(config.synthetic)]
     else:
         args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
-    args += ["--out", str(config.out)]
+    args += ["--out", str(config.out)] + (["--init", str(config.init)] if config.init is not None else [])
     for name in ("steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"):
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     return shlex.join(args)
@@ -526,7 +527,7 @@ def fit(config: TrainConfig) -> Path:
             lr=config.lr,
         )
         rng = np.random.default_rng([config.seed, rank])
-        step, best_psnr, trained_s = 0, -math.inf, 0.0
+        step, best_psnr, trained_s, init_sha = 0, -math.inf, 0.0, None
         if resumed is not None:
             if len(resumed["loader_rng"]) != world:
                 raise UsageError(
@@ -538,6 +539,9 @@ def fit(config: TrainConfig) -> Path:
             rng.bit_generator.state = resumed["loader_rng"][rank]
             torch.set_rng_state(resumed["torch_rng"])
             step, best_psnr, trained_s = resumed["step"], resumed["best_psnr"], resumed["trained_seconds"]
+        elif config.init is not None:
+            # Fine-tuning: trained weights replace the random ones; the optimizer and schedule start fresh.
+            init_sha = weights.init_from(net, config.init, arch=spec.name)
         del resumed
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) if world > 1 else net
         model.train()
@@ -556,6 +560,8 @@ def fit(config: TrainConfig) -> Path:
                 "train_images": len(train_set.stems),
                 "val_stems": val_stems,
             }
+            if init_sha is not None:
+                meta["init_sha256"] = init_sha
             if step and meta_path.is_file():
                 # Keep the command that started the run (export reports it); note each resume.
                 first = json.loads(meta_path.read_text())

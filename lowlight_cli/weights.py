@@ -321,11 +321,7 @@ def load_model(
             "pass --weights PATH or train one with `lowlight train`",
         )
     state, meta = load_state(path, pinned.sha256 if pinned else None)
-    if meta.get("arch", spec.name) != spec.name:
-        raise WeightsError(
-            f"{path} holds weights for {meta['arch']!r}, not {spec.name!r}",
-            f"use --model {meta['arch']} with this file, or pass weights trained for {spec.name!r}",
-        )
+    _check_arch(meta, spec.name, path)
     hparams = meta.get("hparams") or (entry.hparams if entry else None) or dict(spec.hparams)
     try:
         net = spec.build(**hparams)
@@ -337,6 +333,25 @@ def load_model(
     _load_strict(net, state, path)
     net.eval()
     return spec, net, pinned
+
+
+def init_from(net: torch.nn.Module, path: Path, *, arch: str) -> str:
+    """Load the weights file ``path``, made for ``arch``, into ``net`` (fine-tuning); returns its sha256.
+
+    Same checks as :func:`load_model`: the file's arch and every key and shape must fit ``net``.
+    """
+    state, meta = load_state(path, None)
+    _check_arch(meta, arch, path)
+    _load_strict(net, state, path)
+    return sha256_file(path)
+
+
+def _check_arch(meta: dict[str, Any], arch: str, path: Path) -> None:
+    if meta.get("arch", arch) != arch:
+        raise WeightsError(
+            f"{path} holds weights for {meta['arch']!r}, not {arch!r}",
+            f"use --model {meta['arch']} with this file, or pass weights trained for {arch!r}",
+        )
 
 
 def _load_strict(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -5,6 +5,7 @@ Everything runs msrnet_tiny on tiny images generated here (never LOL images), on
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,8 @@ import pytest
 import torch
 
 from lowlight_cli import registry, train
-from lowlight_cli.errors import TrainingError, UsageError
-from lowlight_cli.weights import sha256_file
+from lowlight_cli.errors import TrainingError, UsageError, WeightsError
+from lowlight_cli.weights import load_state, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,6 +236,27 @@ def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
     assert entry["hparams"] == {"scales": [1.0, 100.0], "depth": 2, "width": 4}
     assert entry["train_command"].startswith(f"lowlight train --model msrnet_tiny --synthetic {photos} ")
     assert "--steps 3 " in entry["train_command"] and "--clip-grad 0.0 " in entry["train_command"]
+
+
+def test_init_starts_from_a_weights_file_and_says_so(photos, tmp_path):
+    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", steps=3)))
+    # Adam moves each weight by about lr per step whatever the gradient, so at lr 1e-9 the
+    # fine-tuned weights stay within 1e-8 of their start: the file's with --init, random without.
+    tuned = train.fit(tiny_config(photos, tmp_path / "tuned", steps=3, lr=1e-9, init=base))
+    fresh = train.fit(tiny_config(photos, tmp_path / "fresh", steps=3, lr=1e-9))
+    start = load_state(base, None)[0]
+    for run, close in ((tuned, True), (fresh, False)):
+        state = torch.load(run / "best.pt", weights_only=True)["model"]
+        assert all(torch.allclose(state[k], v, atol=1e-8) for k, v in start.items()) is close
+    _, _, text = train.export(tuned)
+    assert f"--init {base} " in tomllib.loads(text)["weights"]["msrnet_tiny.synthetic"]["train_command"]
+    assert json.loads((tuned / "config.json").read_text())["init_sha256"] == sha256_file(base)
+
+
+def test_init_with_another_architecture_is_refused(photos, tmp_path):
+    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", steps=3)))
+    with pytest.raises(WeightsError, match="holds weights for 'msrnet_tiny', not 'mirnet_tiny'"):
+        train.fit(tiny_config(photos, tmp_path / "other", model="mirnet_tiny", init=base))
 
 
 def test_ddp_two_cpu_processes(photos, tmp_path):
