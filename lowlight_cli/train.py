@@ -648,6 +648,9 @@ def fit(config: TrainConfig) -> Path:
         if main:
             path, sha, toml = export(run_dir)
             print(f"exported {path}\nsha256 {sha}\n\n{toml}", flush=True)
+        if world > 1:
+            # No rank tears the group down while another still uses it (rank 0 exports alone above).
+            dist.barrier()
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
