@@ -404,7 +404,8 @@ register(
         # lr: the paper's 2e-4 is for a 31.8 M-parameter net and 700k steps. This 0.19 M one learns
         # much faster at 1e-3: held-out val (42 whole our485 images) 19.42 dB at step 500 against
         # 18.79 at 2e-4, and 19.84 at step 1000, beyond what 2e-4 reached in 4000 steps (19.81).
-        # 7000 steps: the bundled mirnet.lol run (val 21.10 dB at its best, step 6000; 2 h 16 min).
+        # 7000 steps: the first run behind the bundled mirnet.lol (val 21.10 dB at its best, step 6000;
+        # 2 h 16 min), which `--init` then fine-tuned on 192-px crops (weights.toml has both commands).
         recipe=_recipe(batch=8, steps=7000, lr=1e-3),
     )
 )
