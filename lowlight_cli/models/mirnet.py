@@ -405,7 +405,8 @@ register(
         # much faster at 1e-3: held-out val (42 whole our485 images) 19.42 dB at step 500 against
         # 18.79 at 2e-4, and 19.84 at step 1000, beyond what 2e-4 reached in 4000 steps (19.81).
         # 7000 steps: the first run behind the bundled mirnet.lol (val 21.10 dB at its best, step 6000;
-        # 2 h 16 min), which `--init` then fine-tuned on 192-px crops (weights.toml has both commands).
+        # 2 h 16 min), which `--init` then fine-tuned on 192-px and then 256-px crops (weights.toml has
+        # the three commands).
         recipe=_recipe(batch=8, steps=7000, lr=1e-3),
     )
 )
