@@ -379,6 +379,12 @@ register(
         # 6000 steps (seed 0; the seeds differed by 0.45 dB at step 1500, before the schedules did),
         # and 20.12 at step 6000, the bundled neid.lol. Past 1/2 (lr 1e-5) validation stayed flat
         # (19.91, 19.93 at steps 6250, 6500), so that run was stopped at 6600: 86 min on one core.
+        # Keeping 1e-3 longer fails: a 24000-step run (6000 steps at 1e-3, seed 2) diverged at step
+        # 4980 despite the clipping (DR's MSE went from 0.03 to 12.5 within 10 steps), after 19.97 dB
+        # at step 4250; fine-tuning that checkpoint at 1e-4 (`--init`) reached 20.24, and fine-tuning
+        # neid.lol on 192-px inputs at 1e-4 peaked at 20.17 and then fell to 20.0. Neither is kept:
+        # two independently trained NEIDs differ by 3.0 dB (sd) per validation image, so +0.12 dB
+        # over 42 images is a quarter of its standard error.
         recipe=_recipe(patch=128, batch=8, steps=12000, lr=1e-3, clip_grad=0.5),
     )
 )
