@@ -54,7 +54,7 @@ def run_options(device: str, tile: int, overlap: int | None, precision: str, sca
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
+        console=err, transient=True, disable=not err.is_terminal,  # no stray newline in logs and pipes
     )
 
 

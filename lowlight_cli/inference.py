@@ -136,9 +136,12 @@ class Enhancer:
         """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1]."""
         if self.net is None:
             return np.clip(self.spec.enhance(rgb), 0.0, 1.0).astype(np.float32)
+        out_h, out_w = rgb.shape[0] * self.scale, rgb.shape[1] * self.scale
         native = self.spec.scale
         if self.scale < native:
-            rgb = downscale(rgb, native // self.scale)
+            # Edge-replicated to a multiple of the factor first, so that odd sizes come back whole.
+            k = native // self.scale
+            rgb = downscale(np.pad(rgb, ((0, -rgb.shape[0] % k), (0, -rgb.shape[1] % k), (0, 0)), mode="edge"), k)
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()
         h, w = rgb.shape[:2]
         if not self.spec.tile_safe and max(h, w) > self.tile:
@@ -147,7 +150,7 @@ class Enhancer:
                 self.spec.name, self.tile,
             )
         out = self._run(x, progress)
-        return out[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
+        return out[0, :, :out_h, :out_w].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
 
     @torch.no_grad()
     def _forward(self, t: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ def records(stdout: str) -> list[dict]:
 def test_single_file_default_name_beside_input(cli, write_dark, tmp_path):
     src = write_dark(tmp_path / "night.png")
     before = digest(src)
-    code, out, _ = cli("enhance", src, "--model", "gamma", "--json")
-    assert code == 0
+    code, out, err = cli("enhance", src, "--model", "gamma", "--json")
+    assert code == 0 and err == ""  # nothing on stderr when all went well, not even a progress bar's newline
     (rec,) = records(out)
     assert rec["status"] == "ok" and rec["model"] == "gamma"
     assert Path(rec["output"]) == tmp_path / "night_gamma.png"
