@@ -48,7 +48,9 @@ def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
         if item.is_dir():
             images = _images_in(item, recursive)
             if not images:
-                hint = "add --recursive to look in sub-folders" if not recursive else "supported: " + " ".join(IMAGE_SUFFIXES)
+                has_subfolders = any(p.is_dir() for p in item.iterdir())
+                hint = ("add --recursive to look in sub-folders" if has_subfolders and not recursive
+                        else "supported: " + " ".join(IMAGE_SUFFIXES))
                 raise InputImageError(f"no images in folder {item}", hint)
             found += [(p, p.relative_to(item)) for p in images]
         elif item.exists():
@@ -59,8 +61,11 @@ def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
 
 
 def default_output_name(src: Path, label: str, scale: int) -> str:
+    """``<stem>_<label>[_x<scale>]<suffix>``; PNG where the input's suffix is not one we write (an image
+    renamed ``.dat``, say, which decodes by its content)."""
     tag = label.replace(".", "-") + (f"_x{scale}" if scale != 1 else "")
-    return f"{src.stem}_{tag}{src.suffix}"
+    suffix = src.suffix if src.suffix.lower() in IMAGE_SUFFIXES else ".png"
+    return f"{src.stem}_{tag}{suffix}"
 
 
 def plan(

@@ -27,6 +27,14 @@ def test_single_file_default_name_beside_input(cli, write_dark, tmp_path):
     assert digest(src) == before
 
 
+def test_an_image_under_another_suffix_gets_a_png_output_by_default(cli, write_dark, tmp_path):
+    src = write_dark(tmp_path / "night.png").rename(tmp_path / "night.dat")  # decoded by content
+    code, out, _ = cli("enhance", src, "--model", "gamma", "--json")
+    assert code == 0
+    (rec,) = records(out)
+    assert Path(rec["output"]) == tmp_path / "night_gamma.png" and (tmp_path / "night_gamma.png").is_file()
+
+
 def test_folder_mirrors_subfolders_skips_existing_and_overwrites(cli, write_dark, tmp_path):
     write_dark(tmp_path / "in" / "a.png")
     write_dark(tmp_path / "in" / "sub" / "b.jpg", seed=1)
@@ -115,7 +123,10 @@ def test_bad_inputs_give_one_clear_line(cli, write_dark, tmp_path):
         assert code == 1, (src, err)
         assert words in one_error_line(err).lower()
     code, _, err = cli("enhance", tmp_path / "nothing", "--model", "gamma")
-    assert code == 1 and "no images" in one_error_line(err)
+    assert code == 1 and "no images" in one_error_line(err) and "--recursive" not in err  # no sub-folders to look in
+    write_dark(tmp_path / "nothing" / "sub" / "x.png")
+    code, _, err = cli("enhance", tmp_path / "nothing", "--model", "gamma")
+    assert code == 1 and "no images" in one_error_line(err) and "Hint: add --recursive" in err
     assert not (tmp_path / "o.png").exists()
 
 
