@@ -224,12 +224,15 @@ SCORE_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "psnr_gtmean": "{:.2f}", "s
 
 
 def _scores_table(title: str, rows: list[dict]) -> Table:
-    """Model, the four scores and seconds per image; "-" where a row has no score."""
+    """Model, the four scores and seconds per image; "-" where a row has no score, and no score columns
+    at all when no row has one (``compare`` without ``--ref``)."""
+    scored = any(k in row for row in rows for k in SCORE_FORMATS)
+    headers = ("PSNR", "SSIM", "PSNR GT-mean", "SSIM GT-mean") if scored else ()
     table = Table(title=title)
-    for col in ("model", "PSNR", "SSIM", "PSNR GT-mean", "SSIM GT-mean", "s/img"):
+    for col in ("model", *headers, "s/img"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for row in rows:
-        cells = [SCORE_FORMATS[k].format(row[k]) if k in row else "-" for k in SCORE_FORMATS]
+        cells = [SCORE_FORMATS[k].format(row[k]) if k in row else "-" for k in SCORE_FORMATS] if scored else []
         table.add_row(row["model"], *cells, f"{row['seconds']:.3f}")
     return table
 

@@ -106,6 +106,16 @@ def test_compare_image_writes_grid_beside_input(cli, tmp_path):
     assert src.read_bytes() == before
 
 
+def test_compare_table_has_score_columns_only_with_a_reference(cli, tmp_path):
+    src, ref = tmp_path / "night.png", tmp_path / "day.png"
+    cv2.imwrite(str(src), dark_image(48, 64))
+    cv2.imwrite(str(ref), np.clip(dark_image(48, 64).astype(int) * 5, 0, 255).astype(np.uint8))
+    code, out, _ = cli("compare", src, "--methods", "gamma", "-o", tmp_path / "a.png")
+    assert code == 0 and "s/img" in out and "PSNR" not in out
+    code, out, _ = cli("compare", src, "--ref", ref, "--methods", "gamma", "-o", tmp_path / "b.png")
+    assert code == 0 and "s/img" in out and "PSNR GT-mean" in out
+
+
 def test_compare_refuses_to_overwrite_its_input(cli, tmp_path):
     src = tmp_path / "night.png"
     cv2.imwrite(str(src), dark_image())
