@@ -121,10 +121,11 @@ def enhance(
     if failures:
         if len(jobs) > 1:
             err.print(f"{len(failures)} of {len(jobs)} inputs failed:", highlight=False)
-        for e in failures:
-            err.print(f"Error: {e.message}", highlight=False, markup=False)
-        if len(failures) == 1 and failures[0].hint:
-            err.print(f"Hint: {failures[0].hint}", highlight=False, markup=False)
+        for message in dict.fromkeys(e.message for e in failures):  # once each: one bad -o fails every input alike
+            err.print(f"Error: {message}", highlight=False, markup=False)
+        hints = {e.hint for e in failures if e.hint}
+        if len(hints) == 1:
+            err.print(f"Hint: {hints.pop()}", highlight=False, markup=False)
         raise typer.Exit(1)
 
 

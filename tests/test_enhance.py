@@ -130,6 +130,15 @@ def test_bad_inputs_give_one_clear_line(cli, write_dark, tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_reported_once_with_its_hint(cli, write_dark, tmp_path):
+    write_dark(tmp_path / "in" / "a.png")
+    write_dark(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    code, _, err = cli("enhance", tmp_path / "in", "--model", "gamma", "-o", tmp_path / "file.jpg" / "out")
+    assert code == 1 and "2 of 2 inputs failed" in err
+    assert "cannot create output folder" in one_error_line(err) and "Hint: check permissions" in err
+
+
 def test_usage_errors_exit_2_with_hints(cli, write_dark, tmp_path):
     src = write_dark(tmp_path / "a.png")
     code, _, err = cli("enhance", src, "--model", "gama")
