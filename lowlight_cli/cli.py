@@ -40,15 +40,16 @@ OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels sha
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
 
 
-def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None):
+def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0):
     from .errors import UsageError
     from .inference import DTYPES, RunOptions
 
     if precision not in DTYPES:
         raise UsageError(f"unknown precision {precision!r}", "use fp32, fp16 or bf16")
-    return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale)
+    return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength)
 
 
 def progress_bar() -> Progress:
@@ -72,6 +73,7 @@ def enhance(
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
+    strength: StrengthOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Enhance photos. Existing outputs are skipped, so an interrupted batch can simply be re-run.
@@ -85,11 +87,13 @@ def enhance(
       lowlight enhance big.tif --model neid --scale 2 --tile 512 --device cuda
 
       lowlight enhance photos/ -o out/ --shard 3/8   # the 3rd of 8 machines
+
+      lowlight enhance dusk.jpg --strength 0.5       # half way, in linear light
     """
     from . import batch
     from .inference import default_model_name, load_enhancer
 
-    options = run_options(device, tile, overlap, precision, scale)
+    options = run_options(device, tile, overlap, precision, scale, strength)
     enhancer = load_enhancer(model or default_model_name(), weights=weights, options=options)
     jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
                       recursive=recursive, shard=batch.parse_shard(shard))
@@ -160,6 +164,13 @@ def train(
     patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
     clip_grad: Annotated[Optional[float], typer.Option("--clip-grad", help="Scale gradients down to this total L2 norm; 0 turns clipping off.")] = None,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="step (decays at the recipe's milestones) or cosine (down to lr x gamma).")] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", help="Decay of the weight average that is validated and exported; 0 turns it off.")] = None,
+    mix_identity: Annotated[Optional[float], typer.Option("--mix-identity", help="Fraction of each batch that is identity pairs (a normal-light image as its own input).")] = None,
+    mix_global: Annotated[Optional[float], typer.Option("--mix-global", help="Fraction darkened by one exposure, from LOL-dark to unchanged.")] = None,
+    mix_spatial: Annotated[Optional[float], typer.Option("--mix-spatial", help="Fraction darkened by a spatially varying exposure (lamps, skies stay lit).")] = None,
+    photos: Annotated[Optional[Path], typer.Option("--photos", help="Folder of normal-light photos, added to the LOL targets as sources of the mixture's pairs.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="auto (the fastest this CPU has), fp32, channels_last or bf16 (native-bf16 CPUs).")] = "auto",
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this weights file (.safetensors: bundled or exported) instead of random weights: fine-tuning.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and batches.")] = 0,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 250,
@@ -186,7 +197,8 @@ def train(
 
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
-        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, init=init, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, schedule=schedule, ema=ema, mix_identity=mix_identity,
+        mix_global=mix_global, mix_spatial=mix_spatial, photos=photos, engine=engine, init=init, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))
 
@@ -316,6 +328,7 @@ def compare(
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
+    strength: StrengthOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Show methods side by side in a captioned grid; with a reference, score them too.
@@ -335,7 +348,7 @@ def compare(
         raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
     if dataset is not None and ref is not None:
         raise UsageError("--ref goes with an INPUT image; a dataset brings its own references", "drop --ref")
-    options = run_options(device, tile, overlap, precision, scale)
+    options = run_options(device, tile, overlap, precision, scale, strength)
     names = _names(methods)
     if input_path is not None:
         name = f"{input_path.stem}_compare.png"

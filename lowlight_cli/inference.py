@@ -32,13 +32,15 @@ FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled 
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How to run a model. ``tile=0`` picks a tile from free memory; ``overlap=None`` uses the model's."""
+    """How to run a model. ``tile=0`` picks a tile from free memory; ``overlap=None`` uses the model's.
+    ``strength``: 1 is the model's output, 0 the input, in between a blend in linear light (:func:`blend`)."""
 
     device: str = "auto"
     tile: int = 0
     overlap: int | None = None
     precision: Precision = "fp32"
     scale: int | None = None
+    strength: float = 1.0
 
 
 def pick_device(name: str) -> torch.device:
@@ -95,6 +97,32 @@ def auto_tile(net: torch.nn.Module, spec: ModelSpec, device: torch.device) -> in
     return int(min(spec.default_tile, max(MIN_TILE, side // 64 * 64)))
 
 
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function, inverted: display values in [0, 1] -> linear light in [0, 1]."""
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] -> sRGB display values in [0, 1]."""
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(np.maximum(v, 0.0031308), 1 / 2.4) - 0.055)
+
+
+def blend(before: np.ndarray, after: np.ndarray, strength: float) -> np.ndarray:
+    """``(1 - s) * before + s * after`` in linear light, back in sRGB: ``(H, W, 3)`` float32 in [0, 1].
+
+    Linear light because that is where light adds: half strength is the light halfway between the
+    two exposures, so a lift of two stops at full strength is a lift of about one at half, with no
+    hue shift from mixing gamma-encoded values. Every value moves monotonically from ``before``
+    (``s = 0``, returned exactly) to ``after`` (``s = 1``, exactly).
+    """
+    if strength >= 1.0:
+        return after
+    if strength <= 0.0:
+        return before.astype(np.float32)
+    mixed = (1.0 - strength) * srgb_to_linear(before) + strength * srgb_to_linear(after)
+    return np.clip(linear_to_srgb(mixed), 0.0, 1.0).astype(np.float32)
+
+
 def downscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     """Bicubic downsampling of ``(H, W, C)`` by an integer factor (sizes rounded down), as in NEID's protocol."""
     h, w = rgb.shape[0] // factor, rgb.shape[1] // factor
@@ -109,6 +137,8 @@ class Enhancer:
     def __init__(self, spec: ModelSpec, net: torch.nn.Module | None, options: RunOptions, label: str) -> None:
         self.spec, self.net, self.options, self.label = spec, net, options, label
         self.scale = options.scale or spec.scale
+        if not 0.0 <= options.strength <= 1.0:
+            raise UsageError(f"--strength must be in [0, 1], got {options.strength}", "0 gives the input back, 1 the model's full output")
         if self.scale not in spec.scales:
             raise UsageError(
                 f"{spec.name} cannot give scale {self.scale}",
@@ -134,6 +164,17 @@ class Enhancer:
 
     def __call__(self, rgb: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1]."""
+        strength = self.options.strength
+        if strength == 0.0 and self.scale == 1:
+            return rgb.astype(np.float32)  # nothing of the model's output is wanted: skip the work
+        out = self._enhance(rgb, progress)
+        if strength >= 1.0:
+            return out
+        before = rgb if self.scale == 1 else np.clip(
+            cv2.resize(rgb, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+        return blend(before, out, strength)
+
+    def _enhance(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
         if self.net is None:
             return np.clip(self.spec.enhance(rgb), 0.0, 1.0).astype(np.float32)
         out_h, out_w = rgb.shape[0] * self.scale, rgb.shape[1] * self.scale

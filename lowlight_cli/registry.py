@@ -20,6 +20,12 @@ from .errors import ModelNotFoundError
 Kind = Literal["learned", "baseline"]
 
 
+# The exposure mixture of the bundled CPU variants: half real LOL pairs, half pairs made from
+# normal-light images (identity, one wide-range exposure, a spatially varying one). LOL alone never
+# shows a lit subject or a well-exposed photo, so weights trained on it brighten everything.
+EXPOSURE_MIX = {"mix_identity": 0.1, "mix_global": 0.2, "mix_spatial": 0.2}
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainRecipe:
     """How a model's paper trains it, scaled to what we can afford. Read by ``train.py``.
@@ -30,6 +36,13 @@ class TrainRecipe:
     ``input_downscale``: the input crop is ``patch * input_downscale`` pixels, downsampled (bicubic)
     by that factor before entering the net, while the target keeps the full crop (NEID's x2 recipe).
     ``clip_grad``: the gradient's total L2 norm is scaled down to this before each step (0: no clipping).
+    ``schedule``: ``"step"`` (``gamma`` at each milestone) or ``"cosine"`` (from ``lr`` down to
+    ``lr * gamma`` over the steps after warm-up; milestones unused).
+    ``ema``: decay of an exponential moving average of the weights, validated and exported (0: off).
+    ``mix_identity``, ``mix_global``, ``mix_spatial``: fractions of each batch made from normal-light
+    images (the LOL targets, and any ``--photos``) rather than real LOL pairs: the image itself as
+    input (an identity pair), one darkened by a single exposure from LOL-dark to unchanged, and one
+    darkened by a spatially varying exposure (lamps and skies stay lit). All zero: LOL pairs only.
     """
 
     loss: Callable[[], Any]
@@ -42,6 +55,11 @@ class TrainRecipe:
     gamma: float = 0.1
     input_downscale: int = 1
     clip_grad: float = 0.0
+    schedule: str = "step"
+    ema: float = 0.0
+    mix_identity: float = 0.0
+    mix_global: float = 0.0
+    mix_spatial: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -56,7 +56,16 @@ CKPT_VERSION = 1
 # Non-finite gradient steps skipped in one process before a run is declared diverged.
 MAX_SKIPPED = 10
 # TrainConfig fields that default to the model's TrainRecipe when left None.
-RECIPE_FIELDS = ("steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale", "clip_grad")
+RECIPE_FIELDS = (
+    "steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale", "clip_grad",
+    "schedule", "ema", "mix_identity", "mix_global", "mix_spatial",
+)
+SCHEDULES = ("step", "cosine")
+ENGINES = ("auto", "fp32", "channels_last", "bf16")
+# Identity PSNR above this adds nothing to the checkpoint choice (see ``selection_score``).
+IDENTITY_CAP_DB = 32.0
+# Held-out images per extra validation set (identity, mixed), each at half the LOL size.
+EXTRA_VAL_IMAGES = 12
 
 
 @dataclass(kw_only=True)
@@ -65,8 +74,9 @@ class TrainConfig:
 
     ``data_dir``: the LOL root (holding ``our485/`` and ``scenes.csv``); ``None`` searches
     :func:`data.default_lol_roots`. ``synthetic``: a folder of normal-light photos; pairs are then made
-    by :func:`darken` and ``data_dir`` is unused. ``steps`` counts optimizer steps; ``batch`` is per
-    process. ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
+    by :func:`darken` and ``data_dir`` is unused. ``photos``: normal-light photos added to the LOL
+    targets as sources of the mixture's synthetic pairs. ``steps`` counts optimizer steps; ``batch`` is per
+    process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`pick_engine`). ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
     """
 
@@ -75,6 +85,7 @@ class TrainConfig:
     dataset: str = "lol"
     data_dir: Path | None = None
     synthetic: Path | None = None
+    photos: Path | None = None
     steps: int | None = None
     batch: int | None = None
     patch: int | None = None
@@ -84,6 +95,12 @@ class TrainConfig:
     gamma: float | None = None
     input_downscale: int | None = None
     clip_grad: float | None = None
+    schedule: str | None = None
+    ema: float | None = None
+    mix_identity: float | None = None
+    mix_global: float | None = None
+    mix_spatial: float | None = None
+    engine: str = "auto"
     init: Path | None = None
     warmup: int = 0
     seed: int = 0
@@ -109,14 +126,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        for k in ("out", "data_dir", "synthetic", "init"):
+        for k in ("out", "data_dir", "synthetic", "photos", "init"):
             if d.get(k) is not None:
                 d[k] = Path(d[k])
         if d.get("milestones") is not None:
             d["milestones"] = tuple(d["milestones"])
         # Runs saved before clipping existed trained without it; a resume keeps it that way.
         d.setdefault("clip_grad", 0.0)
+        # Runs saved before these existed: step decays, no average, LOL pairs only.
+        for k, v in (("schedule", "step"), ("ema", 0.0), ("mix_identity", 0.0), ("mix_global", 0.0), ("mix_spatial", 0.0)):
+            d.setdefault(k, v)
         return cls(**d)
+
+    def mixture(self) -> dict[str, float]:
+        """The batch mixture: fraction of each kind of pair (``lol`` is the rest)."""
+        mix = {"identity": self.mix_identity, "global": self.mix_global, "spatial": self.mix_spatial}
+        return mix | {"lol": round(1.0 - sum(mix.values()), 6)}
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -135,17 +160,32 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"lr must be > 0, got {c.lr}", None)
     if c.clip_grad < 0:
         raise UsageError(f"clip_grad must be >= 0 (0: no clipping), got {c.clip_grad}", None)
+    if c.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {c.schedule!r}", f"use one of {', '.join(SCHEDULES)}")
+    if not 0.0 <= c.ema < 1.0:
+        raise UsageError(f"ema must be in [0, 1), got {c.ema}", "0 turns the weight average off; 0.999 is typical")
+    fractions = (c.mix_identity, c.mix_global, c.mix_spatial)
+    if any(f < 0 for f in fractions) or sum(fractions) > 1.0 + 1e-9:
+        raise UsageError(f"mixture fractions must be >= 0 and sum to at most 1, got {fractions}", None)
+    if c.engine not in ENGINES:
+        raise UsageError(f"unknown engine {c.engine!r}", f"use one of {', '.join(ENGINES)}")
     return c
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based): a pure function of the step and the config.
 
-    Linear warmup over ``config.warmup`` steps, then ``lr * gamma ** k`` where ``k`` counts the
-    milestones (fractions of ``config.steps``) already passed. ``config`` must be resolved.
+    Linear warmup over ``config.warmup`` steps, then either ``lr * gamma ** k`` where ``k`` counts the
+    milestones (fractions of ``config.steps``) already passed (``schedule="step"``), or a half cosine
+    from ``lr`` at the end of warm-up to ``lr * gamma`` at the last step (``"cosine"``).
+    ``config`` must be resolved.
     """
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
+    if config.schedule == "cosine":
+        t = (step - config.warmup) / max(1, config.steps - 1 - config.warmup)
+        floor = config.lr * config.gamma
+        return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
     passed = sum(step >= round(m * config.steps) for m in config.milestones)
     return config.lr * config.gamma**passed
 
@@ -188,10 +228,11 @@ def load_lol(root: Path) -> Images:
 def load_photos(folder: Path) -> Images:
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder", "--synthetic takes a folder of normal-light photos")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise DatasetError(f"{folder} holds {len(paths)} images", "synthetic training needs at least 2 (train + validation)")
-    return Images([p.stem for p in paths], _decode_all(paths), None)
+    # Stems are paths below the folder, so kodak/01 and city/01 stay apart.
+    return Images([p.relative_to(folder).with_suffix("").as_posix() for p in paths], _decode_all(paths), None)
 
 
 def read_scenes(path: Path) -> dict[str, str]:
@@ -222,13 +263,40 @@ def split_by_scene(stems: list[str], scenes: dict[str, str], *, fraction: float,
     return sorted(train), sorted(val)
 
 
-def darken(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+LOL_EXPOSURE = (0.02, 0.2)   # LOL-dark: 1/50 to 1/5 of the light
+WIDE_EXPOSURE = (0.02, 1.0)  # from LOL-dark to unchanged
+LIT_EXPOSURE = (0.5, 1.0)    # the lit part of a spatially varying exposure
+
+
+def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth ``(H, W, 1)`` float32 mask in [0, 1]: 1 where a scene is lit, 0 where it is dark.
+
+    One to three lamps or lit subjects (Gaussian blobs of 5-40 % of the short side) and, half the
+    time, a lit sky: a soft horizontal edge with the bright side up. Every draw comes from ``rng``.
+    """
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    side = float(min(h, w))
+    mask = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.05, 0.4) * side
+        mask = np.maximum(mask, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)))
+    if rng.random() < 0.5:
+        horizon, soft = rng.uniform(0.2, 0.8) * h, rng.uniform(0.02, 0.2) * h
+        mask = np.maximum(mask, 1.0 / (1.0 + np.exp((yy - horizon) / soft)))
+    return mask[..., None]
+
+
+def darken(
+    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
+) -> np.ndarray:
     """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
 
     The model, applied in (approximately) linear light so that noise behaves like a sensor's:
 
     1. linearize: ``L = rgb ** 2.2``;
-    2. exposure: ``E = L * k`` with ``k`` log-uniform in [0.02, 0.2] (1/50 to 1/5 of the light);
+    2. exposure: ``E = L * k`` with ``k`` log-uniform in ``exposure`` (default [0.02, 0.2], 1/50 to 1/5
+       of the light); with ``spatial``, ``k`` is a map that rises (log-linearly) from that value in the
+       dark to one log-uniform in [0.5, 1] where :func:`lit_mask` is 1: a lamp or a sky stays lit;
     3. Poisson-Gaussian noise: ``N = Poisson(E * P) / P + Normal(0, s)`` with ``P`` (photons at full
        scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01];
     4. back to display with a random tone curve: ``clip(N, 0, 1) ** (1 / g)``, ``g`` uniform in [1.8, 2.6];
@@ -236,10 +304,14 @@ def darken(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Every random number comes from ``rng``, so the same generator state gives the same image.
     """
-    k = math.exp(rng.uniform(math.log(0.02), math.log(0.2)))
+    k = math.exp(rng.uniform(math.log(exposure[0]), math.log(exposure[1])))
     photons = math.exp(rng.uniform(math.log(300.0), math.log(3000.0)))
     read = rng.uniform(0.001, 0.01)
     g = rng.uniform(1.8, 2.6)
+    if spatial:
+        lit = math.exp(rng.uniform(math.log(LIT_EXPOSURE[0]), math.log(LIT_EXPOSURE[1])))
+        m = lit_mask(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
+        k = np.exp(math.log(k) + m * (math.log(max(lit, k)) - math.log(k)))
     linear = np.power(rgb.astype(np.float64), 2.2) * k
     noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
     out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
@@ -259,27 +331,56 @@ def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
 
 
-def sample_batch(images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The input of a synthetic pair of ``kind`` (``identity``, ``global``, ``spatial``, ``lol``) for ``high``."""
+    if kind == "identity":
+        return high
+    if kind == "global":
+        return darken(high, rng, exposure=WIDE_EXPOSURE)
+    return darken(high, rng, spatial=kind == "spatial")
+
+
+def _pick_kind(mixture: dict[str, float] | None, rng: np.random.Generator) -> str:
+    if not mixture or mixture["lol"] >= 1.0:
+        return "lol"  # no draw: LOL-only runs keep the batches they always had
+    u, edge = rng.random(), 0.0
+    for kind in ("identity", "global", "spatial"):
+        edge += mixture[kind]
+        if u < edge:
+            return kind
+    return "lol"
+
+
+def sample_batch(
+    images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int,
+    mixture: dict[str, float] | None = None, photos: Images | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random batch: ``low (B, 3, patch, patch)`` and ``high (B, 3, patch*k, patch*k)``, float in [0, 1].
 
-    Each item: an image drawn uniformly (with replacement), a random ``patch * k`` crop, one of the 8
-    flips/90-degree rotations, for synthetic data a fresh :func:`darken`, and when ``k = downscale > 1``
-    a bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
+    Each item: its kind drawn from ``mixture`` (see :meth:`TrainConfig.mixture`; a real pair when
+    absent), an image drawn uniformly (with replacement; synthetic kinds draw from ``images`` and
+    ``photos`` together), a random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the
+    input of a synthetic pair made fresh by :func:`synthesize`, and when ``k = downscale > 1`` a
+    bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
     """
     crop = patch * downscale
+    pool = images.high + (photos.high if photos is not None else [])
+    stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs = [], []
     for _ in range(batch):
-        i = int(rng.integers(len(images.high)))
-        h, w = images.high[i].shape[:2]
+        kind = _pick_kind(mixture, rng)
+        real = kind == "lol" and images.low is not None
+        i = int(rng.integers(len(images.high) if real else len(pool)))
+        h, w = pool[i].shape[:2]
         if h < crop or w < crop:
-            raise DatasetError(f"image {images.stems[i]} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
+            raise DatasetError(f"image {stems[i]} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
         y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
         rot, flip = int(rng.integers(4)), int(rng.integers(2))
-        high = _to_float(_dihedral(images.high[i][y : y + crop, x : x + crop], rot, flip))
-        if images.low is None:
-            low = darken(high, rng)
-        else:
+        high = _to_float(_dihedral(pool[i][y : y + crop, x : x + crop], rot, flip))
+        if real:
             low = _to_float(_dihedral(images.low[i][y : y + crop, x : x + crop], rot, flip))
+        else:
+            low = synthesize(high, kind, rng)
         if downscale > 1:
             low = _downscale(low, downscale)
         lows.append(np.ascontiguousarray(low))
@@ -302,8 +403,37 @@ def validation_pairs(images: Images, *, seed: int, crop: int) -> list[tuple[np.n
     return pairs
 
 
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def extra_validation_sets(highs: list[np.ndarray], *, seed: int) -> dict[str, Pairs]:
+    """The held-out sets that see the over-brightening failure, made from held-out normal-light images.
+
+    ``identity``: each image against itself (a well-exposed photo must come back as it was);
+    ``mixed``: a spatially varying darkening (:func:`darken` with ``spatial``) against the original.
+    Up to :data:`EXTRA_VAL_IMAGES` images, evenly spaced, each at half size (even sides) to keep a
+    validation pass short. Seeded per image, so every pass sees the same pairs.
+    """
+    step = max(1, len(highs) // EXTRA_VAL_IMAGES)
+    picked = [_to_float(h) for h in highs[::step][:EXTRA_VAL_IMAGES]]
+    half = [_downscale(h[: h.shape[0] // 4 * 4, : h.shape[1] // 4 * 4], 2) for h in picked]
+    return {
+        "identity": [(h, h) for h in half],
+        "mixed": [(darken(h, np.random.default_rng([seed, 2, j]), spatial=True), h) for j, h in enumerate(half)],
+    }
+
+
+def selection_score(scores: dict[str, float]) -> float:
+    """The number the best checkpoint maximises: the mean of LOL validation PSNR, mixed-exposure PSNR
+    and identity PSNR capped at :data:`IDENTITY_CAP_DB` (past it, keeping a lit photo lit is good enough
+    and must not be bought with LOL quality). LOL-only runs (no extra sets) use LOL PSNR alone."""
+    parts = [scores["lol"]] + [min(scores["identity"], IDENTITY_CAP_DB) if k == "identity" else scores[k]
+                               for k in ("identity", "mixed") if k in scores]
+    return float(np.mean(parts))
+
+
 @torch.no_grad()
-def validate(net: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], *, spec: registry.ModelSpec, downscale: int, device: torch.device) -> float:
+def validate(net: nn.Module, pairs: Pairs, *, spec: registry.ModelSpec, downscale: int, device: torch.device) -> float:
     """Mean plain PSNR (dB, output clamped to [0, 1], peak 1) of ``net`` over whole validation images.
 
     Inputs are downsampled by ``downscale`` first, as in training. Restores the net's train/eval mode.
@@ -317,11 +447,67 @@ def validate(net: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], *, spec
                 low = _downscale(low, downscale)
             x = torch.from_numpy(np.ascontiguousarray(low.transpose(2, 0, 1)))[None].to(device)
             y = run_padded(net, x, multiple=spec.size_multiple, scale=spec.scale)
-            out = y[0].clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+            out = y[0].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
             scores.append(psnr(out, high[: out.shape[0], : out.shape[1]]))
         return float(np.mean(scores))
     finally:
         net.train(was_training)
+
+
+# ---------------------------------------------------------------- engine
+
+
+def cpu_features() -> set[str]:
+    """The CPU flags that matter for training speed (``avx512_bf16``, ``amx_bf16``, ``avx512f``, ``avx2``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return {f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}
+
+
+def pick_engine(name: str, device: torch.device) -> str:
+    """The engine ``auto`` means here: bf16 autocast where the CPU computes bf16 natively (AVX-512 BF16 or
+    AMX), else channels-last fp32 (faster than contiguous fp32 on every CPU measured, see
+    ``bench/bench_train.py``); CUDA keeps plain fp32. An explicit ``bf16`` without native support is refused.
+    """
+    native_bf16 = bool(cpu_features() & {"avx512_bf16", "amx_bf16"})
+    if name == "bf16" and device.type == "cpu" and not native_bf16:
+        raise UsageError("--engine bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX)", "use --engine auto")
+    if name != "auto":
+        return name
+    if device.type != "cpu":
+        return "fp32"
+    return "bf16" if native_bf16 else "channels_last"
+
+
+class EngineForward(nn.Module):
+    """``net`` run the way ``engine`` says; outputs are always fp32 in the default memory layout, so
+    the loss (and the weights, the optimizer) stay fp32 whatever the engine."""
+
+    def __init__(self, net: nn.Module, engine: str) -> None:
+        super().__init__()
+        self.net, self.engine = net, engine
+        if engine in ("channels_last", "bf16"):
+            net.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> Any:
+        if self.engine in ("channels_last", "bf16"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.engine == "bf16"):
+            y = self.net(x, **kwargs)
+        return tuple(t.float().contiguous() for t in y) if isinstance(y, tuple) else y.float().contiguous()
+
+
+@torch.no_grad()
+def ema_update(avg: nn.Module, net: nn.Module, decay: float) -> None:
+    """``avg = decay * avg + (1 - decay) * net``, parameters and float buffers alike."""
+    for a, p in zip(avg.state_dict().values(), net.state_dict().values()):
+        if a.dtype.is_floating_point:
+            a.lerp_(p, 1.0 - decay)
+        else:
+            a.copy_(p)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -386,7 +572,7 @@ def _warn_ignored(given: TrainConfig, saved: TrainConfig) -> None:
     defaults = TrainConfig(model=given.model, out=given.out)
     ignored = [
         f.name for f in dataclasses.fields(TrainConfig)
-        if f.name not in ("resume", "out", "model", "device", "threads", "steps")
+        if f.name not in ("resume", "out", "model", "device", "threads", "engine", "steps")
         and getattr(given, f.name) is not None
         and getattr(given, f.name) != getattr(defaults, f.name)
         and getattr(given, f.name) != getattr(saved, f.name)
@@ -426,8 +612,11 @@ def _cli_command(config: TrainConfig) -> str:
         args += ["--synthetic", str(config.synthetic)]
     else:
         args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
+    args += ["--photos", str(config.photos)] if config.photos is not None else []
     args += ["--out", str(config.out)] + (["--init", str(config.init)] if config.init is not None else [])
-    for name in ("steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"):
+    names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]
+    names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
+    for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     return shlex.join(args)
 
@@ -486,7 +675,8 @@ def fit(config: TrainConfig) -> Path:
         if config.steps is not None and config.steps != saved.steps:
             saved = _with_steps(saved, config.steps, done=resumed["step"])
         # Where and on what to run may change between sessions; nothing that shapes the run may.
-        config = dataclasses.replace(saved, resume=True, out=config.out, device=config.device, threads=config.threads)
+        config = dataclasses.replace(saved, resume=True, out=config.out, device=config.device, threads=config.threads,
+                                     engine=config.engine)
     elif last_path.exists():
         raise UsageError(f"{run_dir} already holds a run", "add --resume to continue it, or pick another --out")
     config = resolve(config)
@@ -500,7 +690,7 @@ def fit(config: TrainConfig) -> Path:
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main = rank == 0
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # log lines stay whole in a log file
     try:
         # Data: decoded once, kept in memory as uint8; validation holds out whole scene groups.
         if config.synthetic is not None:
@@ -513,13 +703,31 @@ def fit(config: TrainConfig) -> Path:
         train_idx, val_idx = split_by_scene(images.stems, scenes, fraction=config.val_fraction, seed=config.split_seed)
         train_set = images.subset(train_idx)
         val_stems = [images.stems[i] for i in val_idx]
-        val_pairs = validation_pairs(images.subset(val_idx), seed=config.split_seed, crop=config.val_crop) if main else []
-        del images
+        val_sets: dict[str, Pairs] = {}
+        if main:
+            val_sets["lol"] = validation_pairs(images.subset(val_idx), seed=config.split_seed, crop=config.val_crop)
+        photos = None
+        if config.photos is not None:
+            photos_all = load_photos(Path(config.photos))
+            p_train, p_val = split_by_scene(photos_all.stems, {}, fraction=config.val_fraction, seed=config.split_seed)
+            photos = photos_all.subset(p_train)
+            # Half LOL targets, half photos: both kinds of well-exposed image are judged.
+            lol_highs = [images.high[i] for i in val_idx]
+            half = EXTRA_VAL_IMAGES // 2
+            held_out_highs = lol_highs[:: max(1, len(lol_highs) // half)][:half] + [photos_all.high[i] for i in p_val][:half]
+            val_stems = val_stems + [f"photos/{photos_all.stems[i]}" for i in p_val]
+        else:
+            held_out_highs = [images.high[i] for i in val_idx]
+        mixture = config.mixture()
+        if main and mixture["lol"] < 1.0:
+            val_sets |= extra_validation_sets(held_out_highs, seed=config.split_seed)
+        del images, held_out_highs
 
         # Model, objective, optimizer. Weight decay (the paper's L2 term) on conv/linear weights only.
         torch.manual_seed(config.seed)
         net = spec.create().to(device)
         loss_fn = spec.recipe.loss().to(device)
+        engine = pick_engine(config.engine, device)
         decay = [p for p in net.parameters() if p.ndim > 1]
         no_decay = [p for p in net.parameters() if p.ndim <= 1]
         opt = torch.optim.Adam(
@@ -536,17 +744,26 @@ def fit(config: TrainConfig) -> Path:
                 )
             net.load_state_dict(resumed["model"])
             opt.load_state_dict(resumed["optimizer"])
+            if config.ema:
+                avg_state = resumed["ema"]
             rng.bit_generator.state = resumed["loader_rng"][rank]
             torch.set_rng_state(resumed["torch_rng"])
             step, best_psnr, trained_s = resumed["step"], resumed["best_psnr"], resumed["trained_seconds"]
         elif config.init is not None:
             # Fine-tuning: trained weights replace the random ones; the optimizer and schedule start fresh.
             init_sha = weights.init_from(net, config.init, arch=spec.name)
+        # The weight average starts as a copy and follows net; it is what validation and export see.
+        avg = None
+        if config.ema:
+            avg = spec.create().to(device)
+            avg.load_state_dict(avg_state if resumed is not None else net.state_dict())
+            avg.eval()
         del resumed
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) if world > 1 else net
+        fast = EngineForward(net, engine)
+        model = nn.parallel.DistributedDataParallel(fast, device_ids=[device] if device.type == "cuda" else None) if world > 1 else fast
         model.train()
 
-        hardware = _hardware(device, world, threads)
+        hardware = _hardware(device, world, threads) + f", engine {engine}"
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             meta_path = run_dir / "config.json"
@@ -558,6 +775,8 @@ def fit(config: TrainConfig) -> Path:
                 "hardware": hardware,
                 "torch": torch.__version__,
                 "train_images": len(train_set.stems),
+                "train_photos": len(photos.stems) if photos is not None else 0,
+                "mixture": mixture,
                 "val_stems": val_stems,
             }
             if init_sha is not None:
@@ -580,6 +799,18 @@ def fit(config: TrainConfig) -> Path:
             f"step={step}/{config.steps} train_images={len(train_set.stems)} val_images={len(val_idx)} {hardware}")
         progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             TextColumn("{task.fields[info]}"), console=console, disable=not main)
+        def run_validation() -> tuple[dict[str, float], float]:
+            t0 = time.perf_counter()
+            judged = avg if avg is not None else net
+            scores = {k: validate(judged, pairs, spec=spec, downscale=config.input_downscale, device=device)
+                      for k, pairs in val_sets.items()}
+            parts = "".join(f" {k} {v:.3f}" for k, v in scores.items() if k != "lol")
+            log(f"val step {step} psnr {scores['lol']:.3f}{parts} score {selection_score(scores):.3f} "
+                f"({time.perf_counter() - t0:.1f}s)")
+            return scores, selection_score(scores)
+
+        if main and step == 0 and config.init is not None:
+            run_validation()  # where the fine-tune starts, on every validation set
         with progress:
             task = progress.add_task("train", total=config.steps, completed=step, info="")
             window_t, window_steps, window_loss, window_parts = time.perf_counter(), 0, 0.0, {}
@@ -589,7 +820,8 @@ def fit(config: TrainConfig) -> Path:
                 lr = lr_at(step, config)
                 for group in opt.param_groups:
                     group["lr"] = lr
-                low, high = sample_batch(train_set, rng, batch=config.batch, patch=config.patch, downscale=config.input_downscale)
+                low, high = sample_batch(train_set, rng, batch=config.batch, patch=config.patch, downscale=config.input_downscale,
+                                         mixture=mixture, photos=photos)
                 loss, parts = loss_fn(model, low.to(device), high.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -606,6 +838,9 @@ def fit(config: TrainConfig) -> Path:
                         )
                     continue
                 opt.step()
+                if avg is not None:
+                    # Warm-up of the decay: early on the average must not hold on to the random start.
+                    ema_update(avg, net, min(config.ema, (1 + step) / (10 + step)))
                 step += 1
                 window_steps += 1
                 window_gnorm = max(window_gnorm, gnorm)
@@ -624,11 +859,13 @@ def fit(config: TrainConfig) -> Path:
 
                 if main and (step % config.val_every == 0 or step == config.steps):
                     t0 = time.perf_counter()
-                    score = validate(net, val_pairs, spec=spec, downscale=config.input_downscale, device=device)
+                    scores, score = run_validation()
                     if score > best_psnr:
                         best_psnr = score
-                        atomic_save({"model": net.state_dict(), "step": step, "val_psnr": score, "config": config.to_dict()}, best_path)
-                    log(f"val step {step} psnr {score:.3f} best {best_psnr:.3f} ({time.perf_counter() - t0:.1f}s)")
+                        atomic_save({"model": (avg if avg is not None else net).state_dict(), "step": step,
+                                     "val_psnr": scores["lol"], "val": scores, "val_score": score,
+                                     "config": config.to_dict()}, best_path)
+                        log(f"best step {step} score {score:.3f}")
                     window_t += time.perf_counter() - t0  # validation time is not training throughput
 
                 if step % config.ckpt_every == 0 or step == config.steps:
@@ -644,7 +881,7 @@ def fit(config: TrainConfig) -> Path:
                             "version": CKPT_VERSION, "model": net.state_dict(), "optimizer": opt.state_dict(),
                             "step": step, "loader_rng": states, "torch_rng": torch.get_rng_state(),
                             "best_psnr": best_psnr, "trained_seconds": trained_s, "config": config.to_dict(),
-                        }, last_path)
+                        } | ({"ema": avg.state_dict()} if avg is not None else {}), last_path)
         if main:
             path, sha, toml = export(run_dir)
             print(f"exported {path}\nsha256 {sha}\n\n{toml}", flush=True)
@@ -695,8 +932,12 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
             "steps": int(last.get("step", best["step"])),
         },
         "hparams": hparams,
-        "metrics": {"val_psnr": round(float(best["val_psnr"]), 3)},
+        "metrics": {"val_psnr": round(float(best["val_psnr"]), 3)}
+        | {f"val_{k}_psnr": round(float(v), 3) for k, v in best.get("val", {}).items() if k != "lol"},
     }
+    mixture = config.mixture()
+    if mixture["lol"] < 1.0:
+        entry["mixture"] = mixture
     lines = [f'[weights."{spec.name}.{tag}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items()]
     held_out = "darkened held-out photos" if config.synthetic is not None else "held-out our485 scene groups"
     lines.append(f"# best.pt: step {best['step']} of {config.steps}; val_psnr: plain PSNR on {held_out}")

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 _ENTRY_TYPES: dict[str, type] = {
     "arch": str, "sha256": str, "license": str, "default": bool, "bundled": str, "hub": dict,
     "train_command": str, "trained": dict, "hparams": dict, "metrics": dict,
+    "mixture": dict,
 }
 _REQUIRED = ("arch", "sha256", "license")
 _HUB_KEYS = {"repo_id", "filename", "revision"}
@@ -62,6 +63,7 @@ class WeightsEntry:
     hparams: dict[str, Any]
     metrics: dict[str, Any]
     source: Path
+    mixture: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bundled_path(self) -> Path | None:
@@ -188,6 +190,7 @@ def _parse_entry(name: str, table: Any, path: Path, hint: str) -> WeightsEntry:
         hparams=table.get("hparams", {}),
         metrics=table.get("metrics", {}),
         source=path,
+        mixture=table.get("mixture", {}),
     )
 
 

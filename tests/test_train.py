@@ -272,3 +272,114 @@ def test_ddp_two_cpu_processes(photos, tmp_path):
     assert ckpt["step"] == 4
     assert len(ckpt["loader_rng"]) == 2 and ckpt["loader_rng"][0] != ckpt["loader_rng"][1]
     assert (out / "export" / "msrnet_tiny-synthetic.safetensors").is_file()
+
+
+def test_cosine_schedule_is_pure_warms_up_and_ends_at_lr_times_gamma(tmp_path):
+    c = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=102, lr=1.0, gamma=0.01,
+                                        schedule="cosine", warmup=1))
+    lrs = [train.lr_at(s, c) for s in range(102)]
+    assert lrs[0] == pytest.approx(1.0) and lrs[1] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.01) and lrs[51] == pytest.approx(0.505)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))  # monotone after warm-up
+    assert lrs == [train.lr_at(s, c) for s in range(102)]
+    with pytest.raises(UsageError):
+        train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, schedule="linear"))
+
+
+def test_spatial_darkening_keeps_the_lit_part_lit():
+    rgb = np.full((64, 64, 3), 0.6, np.float32)
+    rng = np.random.default_rng(3)
+    mask = train.lit_mask(64, 64, np.random.default_rng(3))
+    out = train.darken(rgb, rng, spatial=True)
+    lit, dark = mask[..., 0] > 0.9, mask[..., 0] < 0.1
+    assert lit.any() and dark.any()
+    assert out[lit].mean() > 2 * out[dark].mean()  # a lamp stays brighter than its dark surround
+    assert np.array_equal(out, train.darken(rgb, np.random.default_rng(3), spatial=True))
+    wide = [train.darken(rgb, np.random.default_rng(s), exposure=train.WIDE_EXPOSURE).mean() for s in range(40)]
+    assert min(wide) < 0.25 and max(wide) > 0.45  # from LOL-dark to nearly unchanged
+
+
+def test_mixture_fractions_shape_the_batch(photos, tmp_path):
+    images = train.load_photos(photos)
+    ident = {"identity": 1.0, "global": 0.0, "spatial": 0.0, "lol": 0.0}
+    low, high = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=ident)
+    assert torch.equal(low, high)
+    lol_only = {"identity": 0.0, "global": 0.0, "spatial": 0.0, "lol": 1.0}
+    a = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=lol_only)
+    b = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # an all-LOL mixture draws nothing extra
+    with pytest.raises(UsageError):
+        train.resolve(tiny_config(photos, tmp_path, mix_identity=0.6, mix_global=0.6))
+
+
+def test_selection_score_caps_identity_and_uses_every_set():
+    assert train.selection_score({"lol": 20.0}) == 20.0
+    assert train.selection_score({"lol": 20.0, "identity": 50.0, "mixed": 23.0}) == pytest.approx((20 + 32 + 23) / 3)
+    assert train.selection_score({"lol": 20.0, "identity": 20.0, "mixed": 20.0}) == pytest.approx(20.0)
+
+
+def test_mixture_run_validates_identity_and_mixed_and_records_them(photos, tmp_path):
+    run = train.fit(tiny_config(photos, tmp_path / "mix", mix_identity=0.3, mix_spatial=0.3, ema=0.5))
+    log = (run / "train.log").read_text()
+    assert " identity " in log and " mixed " in log and " score " in log
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert set(best["val"]) == {"lol", "identity", "mixed"}
+    assert "ema" in torch.load(run / "last.pt", weights_only=True)
+    _, _, toml = train.export(run)
+    entry = next(iter(tomllib.loads(toml)["weights"].values()))
+    assert entry["mixture"] == {"identity": 0.3, "global": 0.0, "spatial": 0.3, "lol": 0.4}
+    assert {"val_identity_psnr", "val_mixed_psnr"} <= set(entry["metrics"])
+    assert "--mix-spatial 0.3" in entry["train_command"] and "--ema 0.5" in entry["train_command"]
+
+
+def test_ema_run_resumes_bit_identical(photos, tmp_path, monkeypatch):
+    full = train.fit(tiny_config(photos, tmp_path / "full", ema=0.9))
+
+    class Killed(Exception):
+        pass
+
+    save = train.atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        if path.name == "last.pt" and obj["step"] == 3:
+            raise Killed
+
+    monkeypatch.setattr(train, "atomic_save", save_then_die)
+    with pytest.raises(Killed):
+        train.fit(tiny_config(photos, tmp_path / "cut", ema=0.9))
+    monkeypatch.setattr(train, "atomic_save", save)
+    train.fit(tiny_config(photos, tmp_path / "cut", ema=0.9, resume=True))
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    for k in a["ema"]:
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    assert not all(torch.equal(a["ema"][k], a["model"][k]) for k in a["ema"])  # the average is not the net
+
+
+def test_engine_auto_falls_back_and_bf16_needs_native_support(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "cpu_features", lambda: {"avx2"})
+    assert train.pick_engine("auto", cpu) == "channels_last"
+    with pytest.raises(UsageError):
+        train.pick_engine("bf16", cpu)
+    assert train.pick_engine("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(train, "cpu_features", lambda: {"avx2", "avx512_bf16"})
+    assert train.pick_engine("auto", cpu) == "bf16"
+
+
+@pytest.mark.parametrize("engine", ["fp32", "channels_last", "bf16"])
+def test_every_engine_gives_the_fp32_gradient(engine):
+    spec = registry.get("mirnet_tiny")
+    torch.manual_seed(0)
+    net = spec.create()
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    grads = []
+    for e in ("fp32", engine):
+        net.zero_grad()
+        loss, _ = spec.recipe.loss()(train.EngineForward(net, e), x, y)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    tol = 0.05 if engine == "bf16" else 1e-4
+    assert torch.allclose(grads[0], grads[1], rtol=tol, atol=tol * grads[0].abs().max())

@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, TrainRecipe, register
+from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
 
 
 def log_transform(x: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
@@ -114,7 +114,8 @@ def _overlap(depth: int) -> int:
 # decays converges in the ~1-2k steps a shared CPU allows; weight_decay 1e-4 is Adam's L2 term,
 # i.e. lambda = 5e-5 in the paper's loss (the gradient of lambda ||W||^2 is 2 lambda W).
 RECIPE = TrainRecipe(
-    loss=MSELoss, lr=1e-3, weight_decay=1e-4, patch=128, batch=8, steps=20_000, milestones=(0.6, 0.85), gamma=0.2
+    loss=MSELoss, lr=1e-3, weight_decay=1e-4, patch=128, batch=8, steps=20_000, milestones=(0.6, 0.85), gamma=0.2,
+    **EXPOSURE_MIX,
 )
 
 register(

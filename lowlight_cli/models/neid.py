@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, TrainRecipe, register
+from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
 
 # ---------------------------------------------------------------- colour
 
@@ -338,12 +338,12 @@ PAPER = (
 NEID_COLOR_WEIGHT = 0.01
 
 
-def _recipe(*, patch: int, batch: int, steps: int, lr: float = 1e-4, clip_grad: float = 0.0) -> TrainRecipe:
+def _recipe(*, patch: int, batch: int, steps: int, lr: float = 1e-4, clip_grad: float = 0.0, mix: dict[str, float] | None = None) -> TrainRecipe:
     # The paper's schedule: 2000 epochs, lr 1e-4 -> 1e-5 at epoch 500 -> 1e-6 at epoch 1000,
     # i.e. milestones at 1/4 and 1/2 of training; inputs downsampled x2 from 2x larger crops.
     return TrainRecipe(
         loss=functools.partial(NEIDLoss, color_weight=NEID_COLOR_WEIGHT), lr=lr, patch=patch, batch=batch, steps=steps,
-        milestones=(0.25, 0.5), gamma=0.1, input_downscale=2, clip_grad=clip_grad,
+        milestones=(0.25, 0.5), gamma=0.1, input_downscale=2, clip_grad=clip_grad, **(mix or {}),
     )
 
 
@@ -385,7 +385,7 @@ register(
         # neid.lol on 192-px inputs at 1e-4 peaked at 20.17 and then fell to 20.0. Neither is kept:
         # two independently trained NEIDs differ by 3.0 dB (sd) per validation image, so +0.12 dB
         # over 42 images is a quarter of its standard error.
-        recipe=_recipe(patch=128, batch=8, steps=12000, lr=1e-3, clip_grad=0.5),
+        recipe=_recipe(patch=128, batch=8, steps=12000, lr=1e-3, clip_grad=0.5, mix=EXPOSURE_MIX),
     )
 )
 
