@@ -275,7 +275,8 @@ def eval_models(
     dataset: DatasetOpt = "lol",
     data_dir: DataDirOpt = None,
     split: SplitOpt = "eval15",
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help=MethodsHelp)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=MethodsHelp + " A .safetensors file counts as a model.")] = None,
+    paired: Annotated[Optional[tuple[str, str]], typer.Option("--paired", help="A B: per-image PSNR differences B - A, their mean, standard error and 95 % interval (models or .safetensors files).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-image rows: .csv or .json.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N pairs.")] = None,
     device: DeviceOpt = "auto",
@@ -296,17 +297,38 @@ def eval_models(
       lowlight eval --model clahe,msrcr,msrnet --output rows.csv
 
       lowlight eval --model msrnet --limit 5 --device cuda --json
+
+      lowlight eval --split our485 --paired mirnet runs/mirnet-exp/export/mirnet-lol.safetensors
     """
-    from .evaluate import check_rows_path, evaluate, resolve_dataset, write_rows
+    from .errors import UsageError
+    from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows
 
     options = run_options(device, tile, overlap, precision, scale)
+    if paired is not None and model is not None:
+        raise UsageError("--paired names its two models itself", "drop --model")
     if output is not None:
         check_rows_path(output)
     split_dir = resolve_dataset(dataset, data_dir, split)
+    names = list(paired) if paired is not None else _names(model)
     with progress_bar() as bar:
-        result = evaluate(_names(model), split_dir, options, limit=limit, progress=_progress(bar, "eval"))
+        result = evaluate(names, split_dir, options, limit=limit, progress=_progress(bar, "eval"))
     if output is not None:
         write_rows(output, result.rows)
+    if paired is not None:
+        a, b = (s["model"] for s in result.summary)
+        stats = paired_stats(result.rows, a, b)
+        if as_json:
+            print(json.dumps(stats, indent=2))
+            return
+        _print_protocol(f"Dataset: {dataset} {split_dir.name} ({split_dir}), {stats['images']} pairs; paired plain PSNR, B - A")
+        out.print(f"A {a}: {stats['mean_a']:.3f} dB   B {b}: {stats['mean_b']:.3f} dB", highlight=False, markup=False)
+        lo, hi = stats["ci95"]
+        out.print(f"B - A: {stats['mean_diff']:+.3f} dB, sd {stats['sd']:.3f}, standard error {stats['se']:.3f}, "
+                  f"95 % interval [{lo:+.3f}, {hi:+.3f}]; B better on {stats['b_wins']} of {stats['images']} images",
+                  highlight=False, markup=False)
+        verdict = "B is better" if lo > 0 else "A is better" if hi < 0 else "no difference resolved (the interval holds 0)"
+        out.print(verdict, highlight=False, markup=False)
+        return
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -126,12 +126,58 @@ def _load(names: Sequence[str], options: RunOptions) -> list[Enhancer]:
     """Every enhancer, loaded before any work so that a bad name fails at once."""
     if not names:
         raise UsageError("no models to run", "name them, e.g. --model clahe,msrcr")
-    enhancers = [load_enhancer(n, options=_scoring_options(options)) for n in names]
+    enhancers = [_load_one(n, _scoring_options(options)) for n in names]
     labels = [e.label for e in enhancers]
     twice = sorted({x for x in labels if labels.count(x) > 1})
     if twice:
         raise UsageError(f"{', '.join(twice)} named twice", "name each model once")
     return enhancers
+
+
+def _load_one(name: str, options: RunOptions) -> Enhancer:
+    """A model name, or a ``.safetensors`` file (its arch read from its metadata; labelled by file name)."""
+    if name.endswith(".safetensors"):
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"no weights file {path}", "give a model name or an existing .safetensors file")
+        from .weights import load_state
+
+        _, meta = load_state(path, None)
+        if not meta.get("arch"):
+            raise UsageError(f"{path} does not say which model it is for", "re-export it with `lowlight export`")
+        enhancer = load_enhancer(meta["arch"], weights=path, options=options)
+        enhancer.label = str(path)
+        return enhancer
+    return load_enhancer(name, options=options)
+
+
+def _t975(dof: int) -> float:
+    """The 97.5 % quantile of Student's t with ``dof`` degrees of freedom (Cornish-Fisher: 0.3 % low at dof 4, within 0.01 % from dof 10)."""
+    z = 1.959963985
+    if dof < 1:
+        return math.inf
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2) \
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * dof**3)
+
+
+def paired_stats(rows: list[dict[str, Any]], a: str, b: str, metric: str = "psnr") -> dict[str, Any]:
+    """Per-image ``metric(B) - metric(A)`` over the images both scored, their mean, standard deviation,
+    standard error and 95 % interval (Student's t), and how many images B wins."""
+    by_a = {r["image"]: r[metric] for r in rows if r["model"] == a}
+    by_b = {r["image"]: r[metric] for r in rows if r["model"] == b}
+    images = [i for i in by_a if i in by_b and math.isfinite(by_a[i]) and math.isfinite(by_b[i])]
+    if len(images) < 2:
+        raise UsageError("a paired comparison needs at least two scored images", "use more pairs (drop --limit)")
+    diffs = np.array([by_b[i] - by_a[i] for i in images])
+    mean, sd = float(diffs.mean()), float(diffs.std(ddof=1))
+    se = sd / math.sqrt(len(diffs))
+    half = _t975(len(diffs) - 1) * se
+    return {
+        "a": a, "b": b, "metric": metric, "images": len(diffs), "mean_a": float(np.mean([by_a[i] for i in images])),
+        "mean_b": float(np.mean([by_b[i] for i in images])), "mean_diff": mean, "sd": sd, "se": se,
+        "ci95": [mean - half, mean + half], "b_wins": int((diffs > 0).sum()),
+        "per_image": {i: float(d) for i, d in zip(images, diffs)},
+    }
 
 
 def _run(enhancer: Enhancer, rgb: np.ndarray) -> tuple[np.ndarray, float]:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import dark_image
 
 from lowlight_cli import evaluate, registry
@@ -236,3 +237,39 @@ def test_lol_eval15_baseline_runs_on_two_images(lol_dir):
     (summary,) = result.summary
     assert 5 < summary["psnr"] < 40 and 0 < summary["ssim"] < 1
     assert summary["psnr_gtmean"] > summary["psnr"]  # LOL outputs of a baseline are mostly too dark or bright
+
+
+def test_t_quantile_matches_tables():
+    from lowlight_cli.evaluate import _t975
+
+    assert _t975(4) == pytest.approx(2.7764, rel=0.003)
+    for dof, t in ((10, 2.2281), (14, 2.1448), (41, 2.0195), (1000, 1.9623)):
+        assert _t975(dof) == pytest.approx(t, rel=2e-4)
+
+
+def test_paired_compares_two_weights_files_image_by_image(cli, lol, tmp_path):
+    from lowlight_cli.weights import save_weights
+
+    spec = registry.get("msrnet_tiny")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"w{seed}.safetensors")
+        save_weights(spec.create().state_dict(), paths[-1], arch="msrnet_tiny", hparams=dict(spec.hparams))
+    rows = tmp_path / "rows.csv"
+    code, out, err = cli("eval", "--data-dir", lol, "--paired", *map(str, paths), "--device", "cpu", "-o", rows, "--json")
+    assert code == 0, err
+    stats = json.loads(out)
+    per = {}
+    for r in csv.DictReader(open(rows)):
+        per.setdefault(r["image"], {})[r["model"]] = float(r["psnr"])
+    diffs = np.array([v[str(paths[1])] - v[str(paths[0])] for v in per.values()])
+    assert stats["images"] == len(diffs) == len(PAIRS)
+    assert stats["mean_diff"] == pytest.approx(diffs.mean(), abs=1e-4)
+    assert stats["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(len(diffs)), abs=1e-4)
+    lo, hi = stats["ci95"]
+    assert lo < stats["mean_diff"] < hi
+    code, text, _ = cli("eval", "--data-dir", lol, "--paired", str(paths[0]), str(paths[0]), "--device", "cpu")
+    assert code != 0  # one model twice is refused
+    code, text, err = cli("eval", "--data-dir", lol, "--paired", "gamma", "msrcr", "--device", "cpu")
+    assert code == 0 and "95 % interval" in text and "B - A" in text, err
