@@ -222,7 +222,7 @@ def export_run(
 # Options of the commands that score models on paired data.
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="Paired dataset; only lol (any folder in its layout via --data-dir).")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset root holding <split>/low and <split>/high.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="eval15 (the reported test split) or our485.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="eval15 (the reported test split), our485, or val (our485's held-out scene groups, as training holds them out).")]
 MethodsHelp = "Comma-separated models/baselines (default: every baseline and every learned model with weights)."
 ScoreScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale; scores need the target's size, so 1 by default.")]
 

@@ -44,6 +44,16 @@ ROW_SUFFIXES = (".csv", ".json")
 _DATA_HINT = "pass --data-dir DIR (a folder holding eval15/ and our485/, each with low/ and high/) or set LOWLIGHT_DATA"
 
 
+def validation_stems(root: Path) -> list[str]:
+    """The our485 stems that ``lowlight train`` holds out for validation by default (whole scene groups)."""
+    from .train import TrainConfig, read_scenes, split_by_scene
+
+    stems = [p.stem for p in find_pairs(root / "our485")]
+    defaults = TrainConfig(model="msrnet", out=Path("."))
+    _, val = split_by_scene(stems, read_scenes(root / "scenes.csv"), fraction=defaults.val_fraction, seed=defaults.split_seed)
+    return [stems[i] for i in val]
+
+
 def resolve_dataset(name: str = "lol", data_dir: Path | None = None, split: str = "eval15") -> Path:
     """The folder of ``split`` (holding ``low/`` and ``high/``) of dataset ``name``.
 
@@ -57,8 +67,11 @@ def resolve_dataset(name: str = "lol", data_dir: Path | None = None, split: str 
             f"unknown dataset {name!r}",
             f"known: {', '.join(DATASETS)}; other paired data in the LOL layout: --dataset lol --data-dir DIR",
         )
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}", f"use --split {' or '.join(SPLITS)}")
+    if split not in SPLITS + ("val",):
+        raise UsageError(f"unknown split {split!r}", f"use --split {', '.join(SPLITS)} or val")
+    if split == "val":
+        # Not a folder: the held-out scene groups of our485, chosen as `lowlight train` chooses them.
+        return resolve_dataset(name, data_dir, "our485").parent / "val"
     if data_dir is not None:
         folder = Path(data_dir) / split
         if not (folder / "low").is_dir():
@@ -230,10 +243,14 @@ def evaluate(
 
     Each pair is read once; ``progress(done, total)`` is called after each (model, image).
     ``keep``: stems whose outputs are returned in :attr:`EvalResult.outputs` (for grids).
+    ``split_dir`` named ``val`` (from :func:`resolve_dataset`) means the training's held-out scene groups.
     """
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1", None)
-    pairs = find_pairs(split_dir)[:limit]
+    pairs = find_pairs(split_dir.parent / "our485") if split_dir.name == "val" else find_pairs(split_dir)
+    if split_dir.name == "val":
+        pairs = [p for p in pairs if p.stem in set(validation_stems(split_dir.parent))]
+    pairs = pairs[:limit]
     enhancers = _load(model_names, options)
     per_model: dict[str, list[dict[str, Any]]] = {e.label: [] for e in enhancers}
     outputs: dict[str, dict[str, np.ndarray]] = {}

@@ -273,3 +273,20 @@ def test_paired_compares_two_weights_files_image_by_image(cli, lol, tmp_path):
     assert code != 0  # one model twice is refused
     code, text, err = cli("eval", "--data-dir", lol, "--paired", "gamma", "msrcr", "--device", "cpu")
     assert code == 0 and "95 % interval" in text and "B - A" in text, err
+
+
+def test_split_val_is_the_training_hold_out(tmp_path):
+    from lowlight_cli import train
+
+    root = tmp_path / "lol"
+    for i in range(12):
+        for sub in ("low", "high"):
+            (root / "our485" / sub).mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(root / "our485" / sub / f"{i}.png"), dark_image(16, 16, seed=i))
+    (root / "scenes.csv").write_text("id,scene\n" + "".join(f"{i},{i // 3}\n" for i in range(12)))
+    val = evaluate.validation_stems(root)
+    stems = [str(i) for i in sorted(range(12))]
+    _, idx = train.split_by_scene(stems, train.read_scenes(root / "scenes.csv"), fraction=0.1, seed=0)
+    assert val == [stems[i] for i in idx] and len(val) == 3
+    result = evaluate.evaluate(["gamma"], evaluate.resolve_dataset("lol", root, "val"), RunOptions(device="cpu"))
+    assert sorted(r["image"] for r in result.rows) == sorted(val)
