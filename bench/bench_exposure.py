@@ -1,0 +1,110 @@
+"""Does a model leave lit photos lit? Identity, mixed-exposure and colour-cast figures, and a contact sheet.
+
+    python bench/bench_exposure.py [--models mirnet,neid,msrnet] [--weights mirnet=runs/x/export/mirnet-lol.safetensors]
+                                   [--sheet docs/exposure.jpg]     # needs the test extra (scikit-image)
+
+Images, all ones the project may ship: four well-exposed photos distributed with scikit-image
+(``astronaut``: NASA, public domain; ``coffee``: Rachel Michetti / Pikolo Espresso Bar, CC0; ``chelsea``:
+Stefan van der Walt, CC0; ``rocket``: NASA / SpaceX, public domain) and a neutral grey chart made here
+(grey steps and a ramp with fine texture, a* = b* = 0).
+
+Printed per model, at scale 1:
+- ``identity``: PSNR of the output against the input for each well-exposed photo and the chart (median
+  and worst); a model that leaves a lit photo alone scores high;
+- ``mixed``: PSNR against the original of each photo darkened with a spatially varying exposure
+  (``train.darken(spatial=True)``, seed 7): lamps and skies lit, the rest LOL-dark;
+- ``cast``: the mean chroma shift (CIE Lab a*, b*, output minus input, averaged over pixels) on the grey
+  chart as it is and darkened (``train.darken``, seed 3), and on the well-exposed photos; a neutral
+  input must stay neutral: |a*|, |b*| < 3.
+The sheet has one row per scene (a well-exposed photo, a mixed scene, the shipped dark sample) and
+one column per model after the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lowlight_cli.evaluate import compare_grid, save_grid  # noqa: E402
+from lowlight_cli.images import read_image  # noqa: E402
+from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
+from lowlight_cli.metrics import psnr  # noqa: E402
+from lowlight_cli.train import darken  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
+
+
+def _even(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]).astype(np.float32)
+
+
+def photos() -> dict[str, np.ndarray]:
+    return {k: _even(getattr(data, k)() / 255.0) for k in ("astronaut", "coffee", "chelsea", "rocket")}
+
+
+def grey_chart(h: int = 384, w: int = 512) -> np.ndarray:
+    """Eight grey steps over a ramp, with a fine seeded texture: neutral everywhere (R = G = B)."""
+    ramp = np.tile(np.linspace(0.05, 0.95, w, dtype=np.float32), (h, 1))
+    steps = np.repeat(np.linspace(0.1, 0.9, 8, dtype=np.float32), w // 8)[None, :].repeat(h // 2, 0)
+    grey = np.concatenate([steps, ramp[h // 2 :]], 0)
+    grey = np.clip(grey + np.random.default_rng(0).normal(0, 0.01, grey.shape).astype(np.float32), 0, 1)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def lab_ab(rgb: np.ndarray) -> np.ndarray:
+    """Mean (a*, b*) of an sRGB image in [0, 1]."""
+    lab = cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
+    return lab[..., 1:].reshape(-1, 2).mean(0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mirnet,neid,msrnet")
+    ap.add_argument("--weights", action="append", default=[], help="NAME=FILE: run model NAME with this weights file")
+    ap.add_argument("--sheet", type=Path, default=None, help="write the contact sheet here (e.g. docs/exposure.jpg)")
+    ap.add_argument("--strength", type=float, default=1.0)
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+
+    files = dict(w.split("=", 1) for w in args.weights)
+    lit = photos()
+    chart = grey_chart()
+    mixed = {k: darken(v, np.random.default_rng([7, i]), spatial=True) for i, (k, v) in enumerate(lit.items())}
+    dark_chart = darken(chart, np.random.default_rng(3))
+    dark = _even(read_image(SAMPLE).rgb)
+    scenes = [("well-exposed", lit["astronaut"]), ("mixed", mixed["rocket"]), ("dark", dark)]
+    columns = [[img for _, img in scenes]]
+    labels = ["input"]
+
+    print(f"{'model':24s} {'identity median':>15s} {'worst':>6s} {'mixed':>6s} "
+          f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s}")
+    for name in args.models.split(","):
+        enh = load_enhancer(name, weights=Path(files[name]) if name in files else None,
+                            options=RunOptions(device="cpu", scale=1, strength=args.strength))
+        ident = [psnr(enh(img), img) for img in [*lit.values(), chart]]
+        mix = [psnr(enh(mixed[k]), lit[k]) for k in lit]
+        cast_chart = lab_ab(enh(chart)) - lab_ab(chart)
+        cast_dark = lab_ab(enh(dark_chart)) - lab_ab(dark_chart)
+        cast_photos = np.mean([np.abs(lab_ab(enh(img)) - lab_ab(img)) for img in lit.values()], axis=0)
+        label = f"{enh.label}" + (f" ({Path(files[name]).name})" if name in files else "")
+        print(f"{label:24s} {np.median(ident):15.2f} {min(ident):6.2f} {np.mean(mix):6.2f} "
+              f"{cast_chart[0]:8.2f},{cast_chart[1]:6.2f}  {cast_dark[0]:8.2f},{cast_dark[1]:6.2f} "
+              f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f}", flush=True)
+        columns.append([enh(img) for _, img in scenes])
+        labels.append(enh.label)
+    if args.sheet is not None:
+        cells = [columns[c][r] for r in range(len(scenes)) for c in range(len(columns))]
+        names = [f"{scenes[r][0]}: {labels[c]}" for r in range(len(scenes)) for c in range(len(columns))]
+        save_grid(args.sheet, compare_grid(cells, names, tile_width=300, columns=len(columns)))
+        print(f"sheet: {args.sheet}")
+
+
+if __name__ == "__main__":
+    main()
