@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,10 +24,10 @@ from .errors import LowlightError
 
 app = typer.Typer(
     help="Turn dark photos into well-exposed ones.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -41,6 +42,23 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Turn dark photos into well-exposed ones."""
+    if version:
+        from . import __version__
+
+        out.print(f"lowlight {__version__}", highlight=False)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        # Bare `lowlight` is a request for help, not an error.
+        out.print(ctx.get_help(), highlight=False, markup=False)
+        raise typer.Exit(0)
 
 
 def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0):
@@ -404,14 +422,28 @@ def compare(
         out.print(f"grid: {path}", highlight=False, markup=False)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) while a command runs."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted
+
+
 def main() -> None:
     debug = bool(os.environ.get("LOWLIGHT_DEBUG"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=err, show_time=False, show_path=False)],
     )
+    # Ctrl-C as an exception click does not catch (it turns KeyboardInterrupt into a silent exit 130);
+    # it unwinds through every finally, so no temporary output file is left behind.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
+    except Interrupted:
+        err.print("Interrupted.", highlight=False)
+        sys.exit(130)
     except LowlightError as e:
         if debug:
             raise
@@ -419,9 +451,6 @@ def main() -> None:
         if e.hint:
             err.print(f"Hint: {e.hint}", highlight=False, markup=False)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err.print("Interrupted.")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

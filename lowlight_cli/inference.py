@@ -154,6 +154,12 @@ class Enhancer:
                 self.dtype = torch.float32
         if options.tile < 0 or (options.overlap or 0) < 0:
             raise UsageError("--tile and --overlap must be >= 0", "--tile 0 picks a tile size from free memory")
+        if net is not None and 0 < options.tile < 2 * spec.overlap:
+            raise UsageError(
+                f"--tile {options.tile} is below {spec.name}'s useful minimum of {2 * spec.overlap} px "
+                f"(twice its {spec.overlap}-px overlap): tiles would be mostly overlap and take many times longer",
+                f"use --tile {2 * spec.overlap} or more, or --tile 0 to let lowlight choose",
+            )
         if options.tile and options.overlap is not None and options.overlap >= options.tile:
             raise UsageError(f"--overlap {options.overlap} must be smaller than --tile {options.tile}", None)
         if net is not None:

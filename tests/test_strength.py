@@ -20,7 +20,7 @@ def _enhancer(name: str, **options) -> Enhancer:
 
 def _photo() -> np.ndarray:
     rng = np.random.default_rng(0)
-    return rng.uniform(0.0, 0.4, size=(40, 52, 3)).astype(np.float32)
+    return rng.uniform(0.0, 0.4, size=(80, 100, 3)).astype(np.float32)
 
 
 def test_srgb_transfer_round_trips():
@@ -28,8 +28,8 @@ def test_srgb_transfer_round_trips():
     assert np.allclose(linear_to_srgb(srgb_to_linear(v)), v, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,scale,tile", [("gamma_auto", 1, 0), ("clahe", 1, 0), ("msrnet_tiny", 1, 24),
-                                              ("mirnet_tiny", 1, 0), ("neid_tiny", 2, 24), ("neid_tiny", 1, 0)])
+@pytest.mark.parametrize("name,scale,tile", [("gamma_auto", 1, 0), ("clahe", 1, 0), ("msrnet_tiny", 1, 48),
+                                              ("mirnet_tiny", 1, 0), ("neid_tiny", 2, 64), ("neid_tiny", 1, 0)])
 def test_strength_moves_monotonically_from_input_to_output(name, scale, tile):
     rgb = _photo()
     outs = {s: _enhancer(name, strength=s, scale=scale, tile=tile)(rgb) for s in (0.0, 0.25, 0.5, 1.0)}
@@ -63,3 +63,10 @@ def test_cli_strength_zero_writes_the_input_back(cli, write_dark, tmp_path):
     import cv2
 
     assert np.array_equal(cv2.imread(str(src)), cv2.imread(str(dst)))
+
+
+def test_a_tile_below_the_models_useful_minimum_is_refused_before_work():
+    spec = registry.get("neid_tiny")
+    with pytest.raises(UsageError, match="useful minimum"):
+        Enhancer(spec, spec.create(), RunOptions(device="cpu", tile=2 * spec.overlap - 1), "t")
+    Enhancer(spec, spec.create(), RunOptions(device="cpu", tile=2 * spec.overlap), "t")

@@ -1,0 +1,46 @@
+"""The conventions people expect of a command line: -h, --version, bare help, Ctrl-C."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lowlight_cli import __version__
+
+
+def test_bare_command_prints_help_and_exits_0(cli):
+    code, out, _ = cli()
+    assert code == 0 and "Usage" in out and "enhance" in out
+
+
+def test_short_help_and_version(cli):
+    code, out, _ = cli("-h")
+    assert code == 0 and "Usage" in out
+    code, out, _ = cli("enhance", "-h")
+    assert code == 0 and "--strength" in out
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"lowlight {__version__}"
+
+
+def test_ctrl_c_says_interrupted_exits_130_and_leaves_no_file(tmp_path):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.full((32, 32, 3), 20, np.uint8))
+    # The interrupt arrives in the middle of the job, after the output's temporary file could exist.
+    script = (
+        "import os, signal, time, sys\n"
+        "from lowlight_cli import batch, cli\n"
+        "def slow(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "batch.run_job = slow\n"
+        f"sys.argv = ['lowlight', 'enhance', {str(src)!r}, '-o', {str(tmp_path / 'out.png')!r}, '--model', 'gamma']\n"
+        "cli.main()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 130, run.stderr
+    assert "Interrupted." in run.stderr and "Traceback" not in run.stderr
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["in.png"]
