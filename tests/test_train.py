@@ -102,8 +102,9 @@ def test_sample_batch_downscales_the_input_only(photos):
     assert low.dtype == high.dtype == torch.float32
 
 
-def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
-    full = train.fit(tiny_config(photos, tmp_path / "full"))
+def _full_and_killed_then_resumed(photos, tmp_path, monkeypatch, **overrides) -> tuple[dict, dict]:
+    """``last.pt`` of a whole run and of the same run killed after its step-3 checkpoint and resumed."""
+    full = train.fit(tiny_config(photos, tmp_path / "full", **overrides))
 
     class Killed(Exception):
         pass
@@ -117,14 +118,16 @@ def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "atomic_save", save_then_die)
     with pytest.raises(Killed):
-        train.fit(tiny_config(photos, tmp_path / "cut"))
+        train.fit(tiny_config(photos, tmp_path / "cut", **overrides))
     monkeypatch.setattr(train, "atomic_save", save)
     with pytest.raises(UsageError):  # an existing run is never silently overwritten
-        train.fit(tiny_config(photos, tmp_path / "cut"))
-    train.fit(tiny_config(photos, tmp_path / "cut", resume=True))
+        train.fit(tiny_config(photos, tmp_path / "cut", **overrides))
+    train.fit(tiny_config(photos, tmp_path / "cut", resume=True, **overrides))
+    return (torch.load(full / "last.pt", weights_only=True), torch.load(tmp_path / "cut" / "last.pt", weights_only=True))
 
-    a = torch.load(full / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+
+def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
+    a, b = _full_and_killed_then_resumed(photos, tmp_path, monkeypatch)
     assert a["step"] == b["step"] == 6
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -333,25 +336,7 @@ def test_mixture_run_validates_identity_and_mixed_and_records_them(photos, tmp_p
 
 
 def test_ema_run_resumes_bit_identical(photos, tmp_path, monkeypatch):
-    full = train.fit(tiny_config(photos, tmp_path / "full", ema=0.9))
-
-    class Killed(Exception):
-        pass
-
-    save = train.atomic_save
-
-    def save_then_die(obj, path):
-        save(obj, path)
-        if path.name == "last.pt" and obj["step"] == 3:
-            raise Killed
-
-    monkeypatch.setattr(train, "atomic_save", save_then_die)
-    with pytest.raises(Killed):
-        train.fit(tiny_config(photos, tmp_path / "cut", ema=0.9))
-    monkeypatch.setattr(train, "atomic_save", save)
-    train.fit(tiny_config(photos, tmp_path / "cut", ema=0.9, resume=True))
-    a = torch.load(full / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    a, b = _full_and_killed_then_resumed(photos, tmp_path, monkeypatch, ema=0.9)
     for k in a["ema"]:
         assert torch.equal(a["ema"][k], b["ema"][k]), k
     assert not all(torch.equal(a["ema"][k], a["model"][k]) for k in a["ema"])  # the average is not the net
