@@ -116,6 +116,7 @@ def enhance(
     jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
                       recursive=recursive, shard=batch.parse_shard(shard))
     failures: list[LowlightError] = []
+    counts, busy = {"ok": 0, "skipped": 0, "failed": 0}, 0.0
     with progress_bar() as bar:
         files = bar.add_task("images", total=len(jobs))
         tiles = bar.add_task("tiles", total=None, visible=False)
@@ -134,12 +135,15 @@ def enhance(
                 except LowlightError as e:
                     failures.append(e)
                     record |= {"seconds": 0.0, "status": "failed", "error": e.message}
+            counts[record["status"]] += 1
+            busy += record["seconds"]
             bar.update(tiles, visible=False)
             bar.advance(files)
             if as_json:
                 print(json.dumps(record), flush=True)
             else:
                 out.print(f"{record['status']:>7}  {job.src} -> {job.dst}", highlight=False)
+    err.print(batch_summary(counts, busy), highlight=False, markup=False)
     if failures:
         if len(jobs) > 1:
             err.print(f"{len(failures)} of {len(jobs)} inputs failed:", highlight=False)
@@ -149,6 +153,13 @@ def enhance(
         if len(hints) == 1:
             err.print(f"Hint: {hints.pop()}", highlight=False, markup=False)
         raise typer.Exit(1)
+
+
+def batch_summary(counts: dict[str, int], seconds: float) -> str:
+    """The end-of-batch line: how many were done, skipped (with the way to redo them) and failed, and the time."""
+    per = f", {seconds / counts['ok']:.1f} s per image" if counts["ok"] else ""
+    skipped = f"{counts['skipped']} skipped" + (" (outputs exist; --overwrite redoes them)" if counts["skipped"] else "")
+    return f"{counts['ok']} done, {skipped}, {counts['failed']} failed in {seconds:.1f} s{per}"
 
 
 @app.command()

@@ -19,7 +19,8 @@ def test_single_file_default_name_beside_input(cli, write_dark, tmp_path):
     src = write_dark(tmp_path / "night.png")
     before = digest(src)
     code, out, err = cli("enhance", src, "--model", "gamma", "--json")
-    assert code == 0 and err == ""  # nothing on stderr when all went well, not even a progress bar's newline
+    # On stderr only the one-line summary, not even a progress bar's newline.
+    assert code == 0 and err.startswith("1 done, 0 skipped, 0 failed in ") and err.count("\n") == 1, err
     (rec,) = records(out)
     assert rec["status"] == "ok" and rec["model"] == "gamma"
     assert Path(rec["output"]) == tmp_path / "night_gamma.png"
@@ -43,8 +44,9 @@ def test_folder_mirrors_subfolders_skips_existing_and_overwrites(cli, write_dark
     assert code == 0
     assert {r["status"] for r in records(out)} == {"ok"}
     assert (out_dir / "a.png").is_file() and (out_dir / "sub" / "b.jpg").is_file()
-    code, out, _ = cli("enhance", tmp_path / "in", "-r", "-o", out_dir, "--model", "gamma", "--json")
+    code, out, err = cli("enhance", tmp_path / "in", "-r", "-o", out_dir, "--model", "gamma", "--json")
     assert [r["status"] for r in records(out)] == ["skipped", "skipped"]
+    assert "0 done, 2 skipped (outputs exist; --overwrite redoes them), 0 failed" in err
     code, out, _ = cli("enhance", tmp_path / "in", "-r", "-o", out_dir, "--model", "gamma", "--json", "--overwrite")
     assert [r["status"] for r in records(out)] == ["ok", "ok"]
 
