@@ -247,9 +247,11 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1", None)
-    pairs = find_pairs(split_dir.parent / "our485") if split_dir.name == "val" else find_pairs(split_dir)
     if split_dir.name == "val":
-        pairs = [p for p in pairs if p.stem in set(validation_stems(split_dir.parent))]
+        held_out = set(validation_stems(split_dir.parent))
+        pairs = [p for p in find_pairs(split_dir.parent / "our485") if p.stem in held_out]
+    else:
+        pairs = find_pairs(split_dir)
     pairs = pairs[:limit]
     enhancers = _load(model_names, options)
     per_model: dict[str, list[dict[str, Any]]] = {e.label: [] for e in enhancers}

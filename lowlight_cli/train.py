@@ -804,10 +804,10 @@ def fit(config: TrainConfig) -> Path:
             judged = avg if avg is not None else net
             scores = {k: validate(judged, pairs, spec=spec, downscale=config.input_downscale, device=device)
                       for k, pairs in val_sets.items()}
+            score = selection_score(scores)
             parts = "".join(f" {k} {v:.3f}" for k, v in scores.items() if k != "lol")
-            log(f"val step {step} psnr {scores['lol']:.3f}{parts} score {selection_score(scores):.3f} "
-                f"({time.perf_counter() - t0:.1f}s)")
-            return scores, selection_score(scores)
+            log(f"val step {step} psnr {scores['lol']:.3f}{parts} score {score:.3f} ({time.perf_counter() - t0:.1f}s)")
+            return scores, score
 
         if main and step == 0 and config.init is not None:
             run_validation()  # where the fine-tune starts, on every validation set
