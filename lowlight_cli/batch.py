@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import IMAGE_SUFFIXES
 from .errors import InputImageError, OutputError, UsageError
-from .images import read_image, write_image
+from .images import READ_SUFFIXES, check_output, output_suffix, read_image, write_image
 from .inference import Enhancer
 from .tiling import Progress
 
@@ -32,9 +31,26 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
+def _files_in(folder: Path, recursive: bool) -> list[Path]:
+    """Files in ``folder`` (and its sub-folders), leaving out hidden files and folders: dot-files such as
+    write_image's own temporaries, .DS_Store, ._ resource forks, .git."""
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in found if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    return [p for p in _files_in(folder, recursive) if p.suffix.lower() in READ_SUFFIXES]
+
+
+def files_not_read(inputs: list[Path], recursive: bool) -> list[Path]:
+    """Files in the folder inputs that are not images lowlight reads (notes.txt, .xmp sidecars), so a run
+    can list them instead of passing over them in silence."""
+    return [
+        p for item in inputs if item.is_dir() for p in _files_in(item, recursive)
+        if p.suffix.lower() not in READ_SUFFIXES
+    ]
 
 
 def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
@@ -50,7 +66,7 @@ def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
             if not images:
                 has_subfolders = any(p.is_dir() for p in item.iterdir())
                 hint = ("add --recursive to look in sub-folders" if has_subfolders and not recursive
-                        else "supported: " + " ".join(IMAGE_SUFFIXES))
+                        else "supported: " + " ".join(READ_SUFFIXES))
                 raise InputImageError(f"no images in folder {item}", hint)
             found += [(p, p.relative_to(item)) for p in images]
         elif item.exists():
@@ -61,11 +77,10 @@ def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
 
 
 def default_output_name(src: Path, label: str, scale: int) -> str:
-    """``<stem>_<label>[_x<scale>]<suffix>``; PNG where the input's suffix is not one we write (an image
-    renamed ``.dat``, say, which decodes by its content)."""
+    """``<stem>_<label>[_x<scale>]<suffix>``, the suffix from ``images.output_suffix``: the input's own, or
+    ``.tif`` for RAW, or PNG for an image under a suffix we do not write (renamed ``.dat``, say)."""
     tag = label.replace(".", "-") + (f"_x{scale}" if scale != 1 else "")
-    suffix = src.suffix if src.suffix.lower() in IMAGE_SUFFIXES else ".png"
-    return f"{src.stem}_{tag}{suffix}"
+    return f"{src.stem}_{tag}{output_suffix(src)}"
 
 
 def plan(
@@ -81,8 +96,10 @@ def plan(
 
     One input file: ``output`` is the file to write (default ``<stem>_<model><suffix>`` beside the
     input; an existing folder means "inside it"). Otherwise ``output`` is a folder (default
-    ``./lowlight_<model>``) mirroring the inputs' sub-folders. ``shard=(k, n)`` keeps every n-th job
-    of the sorted list starting at the k-th, so n machines given k = 1..n share the work exactly.
+    ``./lowlight_<model>``) mirroring the inputs' sub-folders, each output in its input's format where
+    lowlight writes it (RAW becomes TIFF). ``shard=(k, n)`` keeps every n-th job of the sorted list starting
+    at the k-th, so n machines given k = 1..n share the work exactly. Every output's format is checked
+    here, before any work (``-o out.dng`` is refused).
     """
     found = collect(inputs, recursive)
     single = len(inputs) == 1 and not inputs[0].is_dir()
@@ -99,10 +116,11 @@ def plan(
         root = output if output is not None else Path(f"lowlight_{label.replace('.', '-')}")
         if root.exists() and not root.is_dir():
             raise OutputError(f"{root} is a file, but several inputs need an output folder", "pass -o FOLDER")
-        jobs = [Job(src, root / rel) for src, rel in found]
+        jobs = [Job(src, root / rel.with_suffix(output_suffix(src))) for src, rel in found]
     sources = {j.src.resolve() for j in jobs}
     seen: dict[Path, Path] = {}
     for job in jobs:
+        check_output(job.dst)
         dst = job.dst.resolve()
         if dst in sources:
             raise OutputError(f"output {job.dst} would overwrite an input", "choose another -o")

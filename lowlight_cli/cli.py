@@ -115,6 +115,7 @@ def enhance(
     enhancer = load_enhancer(model or default_model_name(), weights=weights, options=options)
     jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
                       recursive=recursive, shard=batch.parse_shard(shard))
+    not_read = batch.files_not_read(inputs, recursive)
     failures: list[LowlightError] = []
     counts, busy = {"ok": 0, "skipped": 0, "failed": 0}, 0.0
     with progress_bar() as bar:
@@ -143,6 +144,10 @@ def enhance(
                 print(json.dumps(record), flush=True)
             else:
                 out.print(f"{record['status']:>7}  {job.src} -> {job.dst}", highlight=False)
+    for path in not_read[:10]:
+        err.print(f"skipped: not an image lowlight reads: {path}", highlight=False, markup=False)
+    if len(not_read) > 10:
+        err.print(f"skipped: {len(not_read) - 10} more files lowlight does not read", highlight=False, markup=False)
     err.print(batch_summary(counts, busy), highlight=False, markup=False)
     if failures:
         if len(jobs) > 1:

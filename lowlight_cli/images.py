@@ -2,23 +2,28 @@
 
 Pixels go through OpenCV (8- and 16-bit), metadata through Pillow: EXIF orientation is applied on read,
 EXIF (orientation reset to 1) and the ICC profile are carried to the output where the format allows.
+HEIC/HEIF goes through pillow-heif (8-bit, or 10/12-bit onto the 16-bit path), AVIF through Pillow, camera
+RAW through rawpy (libraw), which is read and never written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import os
 import secrets
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, UnidentifiedImageError, features
 
-from .data import IMAGE_SUFFIXES
 from .errors import InputImageError, OutputError
 
 # Photographs of 50-200 MP are this tool's job, not decompression bombs; cv2's own warnings about bad
@@ -28,8 +33,20 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 _FORMATS = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP",
+    ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF",
 }
-_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_lzw"}}
+# Read by libraw, never written: a RAW file is the camera's record, and a demosaiced image is not one.
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
+READ_SUFFIXES = (*_FORMATS, *RAW_SUFFIXES)  # what read_image takes, and folder runs pick up
+# Where an input's own format cannot be written: RAW to 16-bit TIFF, which every raw developer and editor
+# opens; HEIC (without an encoder) to JPEG, lossy and 8-bit like a phone's HEIC, and carrying EXIF and ICC.
+_DEFAULT_OUTPUT = {"RAW": ".tif", "HEIF": ".jpg"}
+# HEIC and AVIF at 90: on their own quality scales about what JPEG 95 is, at half JPEG's size or less.
+_SAVE_OPTIONS = {
+    "JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_lzw"},
+    "HEIF": {"quality": 90}, "AVIF": {"quality": 90},
+}
+_HEIF_MIMETYPES = ("image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence")
 _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION = 0x0112
 # EXIF orientation -> the numpy operation that makes the stored pixels display upright.
@@ -71,78 +88,111 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return _quantize(rgb, 8)
 
 
-def read_image(path: Path) -> Picture:
-    """Decode a PNG, TIFF (8/16-bit), JPEG, WebP or BMP file, upright as its EXIF orientation says.
+def picture_from_pixels(
+    pixels: np.ndarray, *, bits: int, grey: bool | None = None, exif: bytes | None = None, icc: bytes | None = None
+) -> Picture:
+    """Decoded, upright integer pixels ``(H, W)`` or ``(H, W, C)``, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA, RGB
+    order, holding ``bits``-bit values (8, 10, 12 or 16) -> a Picture (8-bit, or 16-bit for deeper sources).
 
-    Raises InputImageError for a missing, empty, truncated or non-image file, or a sample type other than
-    8- or 16-bit integers. The file is only read.
+    ``grey`` None: one or two channels mean greyscale. ``exif`` is a block with orientation 1, prefix optional.
+    """
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    channels = pixels.shape[2]
+    colour = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    top = np.float32((1 << bits) - 1)
+    return Picture(
+        rgb=colour.astype(np.float32) / top,
+        alpha=None if alpha is None else alpha.astype(np.float32) / top,
+        bit_depth=8 if bits == 8 else 16,
+        grey=channels <= 2 if grey is None else grey,
+        exif=None if exif is None else _EXIF_PREFIX + exif.removeprefix(_EXIF_PREFIX),
+        icc=icc,
+    )
+
+
+def read_image(path: Path) -> Picture:
+    """Decode an image upright: PNG, TIFF (8/16-bit), JPEG, WebP, BMP, AVIF, HEIC/HEIF or camera RAW.
+
+    Formats are told by content, except RAW, by suffix (``RAW_SUFFIXES``; several are TIFF structures whose
+    first image is a thumbnail). RAW is demosaiced with the camera's white balance, without auto-brightening,
+    to 16-bit sRGB (see ``_read_raw``). Raises InputImageError for a missing, empty, truncated or non-image
+    file, or a sample type other than 8- or 16-bit integers. The file is only read.
     """
     path = Path(path)
     data = _read_bytes(path)
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return _read_raw(path, data)
+    if pillow_heif.get_file_mimetype(data) in _HEIF_MIMETYPES:
+        return _read_heif(path, data)
     # The orientation tag sits in the first IFD of a TIFF structure: the file itself for TIFF, the EXIF block
     # for the other formats. Decoders differ on applying it, so it is taken out and applied once, below.
     orientation, data = _pop_orientation(data)
     meta = _read_metadata(path, data)
     exif = None
     if meta.exif:
-        orientation, body = _pop_orientation(meta.exif.removeprefix(_EXIF_PREFIX))
-        exif = _EXIF_PREFIX + body
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise InputImageError(
-            f"{path} is not a readable image (unknown format or damaged file)",
-            f"use an intact {', '.join(IMAGE_SUFFIXES)} file",
-        )
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise InputImageError(
-            f"{path} has an unsupported bit depth ({pixels.dtype} samples); only 8- and 16-bit integers are read",
-            "convert it to a 16-bit PNG or TIFF first",
-        )
-    pixels = _swap_red_blue(pixels[..., None] if pixels.ndim == 2 else pixels)
-    if meta.tiff_with_alpha is not None and pixels.dtype == np.uint8:
-        # OpenCV reads 8-bit TIFF with alpha through libtiff's RGBA path, which premultiplies the colours
-        # (or drops grey+alpha's alpha); Pillow keeps them as stored.
-        pixels = meta.tiff_with_alpha
+        orientation, exif = _pop_orientation(meta.exif.removeprefix(_EXIF_PREFIX))
+    pixels = meta.avif if meta.avif is not None else _decode_opencv(path, data, meta)
     pixels = _UPRIGHT.get(orientation, lambda a: a)(pixels)
-    bit_depth = 8 if pixels.dtype == np.uint8 else 16
-    channels = pixels.shape[2]
-    colour = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
-    alpha = pixels[..., -1] if channels in (2, 4) else None
-    top = np.float32((1 << bit_depth) - 1)
-    return Picture(
-        rgb=colour.astype(np.float32) / top,
-        alpha=None if alpha is None else alpha.astype(np.float32) / top,
-        bit_depth=bit_depth,
-        grey=channels <= 2 if meta.grey is None else meta.grey,
-        exif=exif,
-        icc=meta.icc,
+    return picture_from_pixels(
+        pixels, bits=8 if pixels.dtype == np.uint8 else 16, grey=meta.grey, exif=exif, icc=meta.icc
     )
+
+
+def output_suffix(src: Path) -> str:
+    """The suffix of the default output for input ``src``: its own where lowlight writes that format, else
+    ``.tif`` for RAW (16-bit), ``.jpg`` for HEIC when pillow-heif has no HEIC encoder, and ``.png``."""
+    suffix = src.suffix.lower()
+    fmt = "RAW" if suffix in RAW_SUFFIXES else _FORMATS.get(suffix)
+    if fmt in _FORMATS.values() and _can_write(fmt):
+        return src.suffix
+    return _DEFAULT_OUTPUT.get(fmt, ".png")
+
+
+def check_output(path: Path) -> str:
+    """The format ``path``'s suffix names (e.g. ``"JPEG"``), if lowlight can write it here; else OutputError.
+    Cheap, so batches call it for every output before any work."""
+    suffix = Path(path).suffix.lower()
+    if suffix in RAW_SUFFIXES:
+        raise OutputError(
+            f"cannot write {path}: camera RAW is read, never written",
+            "ask for a 16-bit .tif (the default for RAW inputs) or a .jpg",
+        )
+    fmt = _FORMATS.get(suffix)
+    if fmt is None:
+        raise OutputError(
+            f"cannot tell the image format of {path}", f"end the file name in one of {', '.join(_FORMATS)}"
+        )
+    if not _can_write(fmt):
+        reason, hint = _NO_ENCODER[fmt]
+        raise OutputError(f"cannot write {path}: {reason}", hint)
+    return fmt
 
 
 def write_image(path: Path, picture: Picture) -> None:
     """Encode ``picture`` in the format its suffix names and replace ``path`` atomically.
 
-    Values are clipped to [0, 1] and rounded. 16-bit sources stay 16-bit in PNG and TIFF and become 8-bit
-    elsewhere (JPEG quality 95, WebP quality 95). Greyscale sources are written as greyscale (mean of the
-    channels); 16-bit greyscale with alpha becomes RGBA with equal colour channels. Alpha is resized
-    (bilinear) to the pixels when their size changed, and dropped for JPEG and BMP (common readers ignore a
-    BMP's fourth channel). EXIF goes into PNG, JPEG and WebP; ICC into PNG, JPEG, WebP and 8-bit TIFF.
-    TIFF never gets EXIF (Pillow would let EXIF tags override its layout tags) and 16-bit TIFF drops ICC too.
-    Raises OutputError for an unknown suffix, a missing or unwritable folder, or an image the format cannot
-    hold (e.g. WebP wider than 16383 pixels); the old ``path``, if any, is then left as it was.
+    Values are clipped to [0, 1] and rounded. 16-bit sources stay 16-bit in PNG and TIFF, become 10-bit in
+    HEIC and 8-bit elsewhere (JPEG quality 95, WebP quality 95, HEIC and AVIF quality 90). Greyscale sources
+    are written as greyscale (mean of the channels), except in WebP and HEIC; 16-bit greyscale with alpha
+    becomes RGBA with equal colour channels. Alpha is resized (bilinear) to the pixels when their size
+    changed, and dropped for JPEG and BMP (common readers ignore a BMP's fourth channel). EXIF goes into PNG,
+    JPEG, WebP, HEIC and AVIF; ICC into those and 8-bit TIFF. TIFF never gets EXIF (Pillow would let EXIF
+    tags override its layout tags) and 16-bit TIFF drops ICC too. Raises OutputError for a suffix
+    ``check_output`` refuses, a missing or unwritable folder, or an image the format cannot hold (e.g. WebP
+    wider than 16383 pixels); the old ``path``, if any, is then left as it was.
     """
     path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(
-            f"cannot tell the image format of {path}", f"end the file name in one of {', '.join(_FORMATS)}"
-        )
-    bits = 16 if picture.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+    fmt = check_output(path)
+    bits = 16 if picture.bit_depth == 16 and fmt in ("PNG", "TIFF", "HEIF") else 8
     pixels = _output_pixels(picture, bits, keep_alpha=fmt not in ("JPEG", "BMP"))
     if pixels.shape[2] == 2 and bits == 16:  # OpenCV's encoders take 1, 3 or 4 channels
         pixels = pixels[..., [0, 0, 0, 1]]
     try:
-        data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture)
+        if fmt == "HEIF":
+            data = _encode_heif(pixels, picture)
+        else:
+            data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture)
     except (OSError, ValueError, cv2.error) as e:
         raise OutputError(f"cannot encode {path.name} as {fmt}: {e}", "try a .png or .tif output") from e
     write_atomic(path, data)
@@ -168,6 +218,9 @@ class _Metadata:
     icc: bytes | None = None
     grey: bool | None = None  # None: unknown to Pillow
     tiff_with_alpha: np.ndarray | None = None  # Pillow's uint8 (H, W, 2 or 4) pixels of a TIFF with alpha
+    # Pillow's uint8 pixels of an AVIF file: OpenCV hands 10- and 12-bit AVIF over as uint16 holding 10- or
+    # 12-bit values, without saying which. Pillow gives 8 bits, and the rotation as an EXIF orientation.
+    avif: np.ndarray | None = None
 
 
 def _read_metadata(path: Path, data: bytes) -> _Metadata:
@@ -183,11 +236,103 @@ def _read_metadata(path: Path, data: bytes) -> _Metadata:
                 icc=img.info.get("icc_profile") or None,
                 grey=Image.getmodebase(img.mode) == "L",
                 tiff_with_alpha=np.asarray(img) if with_alpha else None,
+                avif=np.asarray(img) if img.format == "AVIF" else None,
             )
     except UnidentifiedImageError:
         return _Metadata()
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise InputImageError(f"{path} is truncated or damaged ({e})", "re-export or re-copy the image") from e
+
+
+def _decode_opencv(path: Path, data: bytes, meta: _Metadata) -> np.ndarray:
+    """``(H, W, C)`` uint8 or uint16 RGB(A) or grey(+alpha) pixels as stored (not yet upright)."""
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise InputImageError(
+            f"{path} is not a readable image (unknown format or damaged file)",
+            f"use an intact {', '.join(READ_SUFFIXES)} file",
+        )
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputImageError(
+            f"{path} has an unsupported bit depth ({pixels.dtype} samples); only 8- and 16-bit integers are read",
+            "convert it to a 16-bit PNG or TIFF first",
+        )
+    pixels = _swap_red_blue(pixels[..., None] if pixels.ndim == 2 else pixels)
+    if meta.tiff_with_alpha is not None and pixels.dtype == np.uint8:
+        # OpenCV reads 8-bit TIFF with alpha through libtiff's RGBA path, which premultiplies the colours
+        # (or drops grey+alpha's alpha); Pillow keeps them as stored.
+        return meta.tiff_with_alpha
+    return pixels
+
+
+def _read_heif(path: Path, data: bytes) -> Picture:
+    """HEIC/HEIF through libheif, at its own bit depth (10 and 12-bit onto the 16-bit path)."""
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False, hdr_to_16bit=False)
+        pixels = np.asarray(heif)  # decodes; uint16 holding 10 or 12-bit values for deeper files
+    except (ValueError, RuntimeError, OSError, EOFError) as e:
+        reason = str(e).strip().removeprefix("Invalid input: ")
+        raise InputImageError(f"{path} is truncated or damaged ({reason})", "re-export or re-copy the image") from e
+    exif = heif.info.get("exif")
+    if exif:
+        # HEIF's own rotation and mirroring boxes (irot, imir) say how to display it, and libheif has applied
+        # them; the standard makes the EXIF tag informational, so it is reset, not applied a second time.
+        _, exif = _pop_orientation(exif.removeprefix(_EXIF_PREFIX))
+    return picture_from_pixels(
+        pixels, bits=heif.info["bit_depth"], grey=heif.mode.startswith("L"), exif=exif or None,
+        icc=heif.info.get("icc_profile") or None,
+    )
+
+
+def _read_raw(path: Path, data: bytes) -> Picture:
+    """Camera RAW -> 16-bit sRGB as a camera's own JPEG would be encoded, only not brightened.
+
+    The camera's white balance (as shot), libraw's colour matrices to sRGB primaries, the sRGB tone curve
+    (libraw's default is BT.709's, and ``--strength`` decodes sRGB), and no auto-brightening: libraw would
+    otherwise scale every picture until 1 % of it clips, which makes a dark shot bright before the model
+    sees it, by a factor that changes from shot to shot. Orientation is applied as the camera recorded it.
+    EXIF and ICC are not carried (libraw gives no EXIF block; untagged output is sRGB).
+    """
+    try:
+        import rawpy
+    except ImportError:
+        raise InputImageError(
+            "camera RAW files need rawpy, which is not installed", "pip install 'lowlight[raw]'"
+        ) from None
+    try:
+        with _quiet_stderr(), rawpy.imread(io.BytesIO(data)) as raw:
+            pixels = raw.postprocess(
+                use_camera_wb=True, no_auto_bright=True, output_bps=16, gamma=(2.4, 12.92),
+                output_color=rawpy.ColorSpace.sRGB,
+            )
+    except rawpy.LibRawFileUnsupportedError:
+        version = ".".join(map(str, rawpy.libraw_version))
+        raise InputImageError(
+            f"{path} is not a camera RAW file libraw {version} can read (a newer camera, or not RAW)",
+            "check the file; a DNG converted from it (Adobe DNG Converter) can be read",
+        ) from None
+    except rawpy.LibRawIOError:
+        raise InputImageError(
+            f"{path} is truncated (libraw read past its end)", "re-copy the file from the camera"
+        ) from None
+    except rawpy.LibRawError as e:
+        raise InputImageError(f"{path} is damaged ({type(e).__name__})", "re-copy the file from the camera") from None
+    return picture_from_pixels(pixels, bits=16, grey=False)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null: libraw prints its own complaints ("Unexpected end of file")
+    from C, and a bad file must give the CLI's one line, not two."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _pop_orientation(tiff: bytes) -> tuple[int, bytes]:
@@ -249,6 +394,35 @@ def _encode8(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def _encode_heif(pixels: np.ndarray, picture: Picture) -> bytes:
+    """HEIC through pillow-heif: RGB(A), 8-bit, or 10-bit from uint16 (x265's Main 10, which HEIC viewers
+    decode; monochrome HEIC is not widely read, so grey is written as RGB)."""
+    if pixels.shape[2] <= 2:
+        pixels = pixels[..., [0, 0, 0, *range(1, pixels.shape[2])]]
+    mode = ("RGBA" if pixels.shape[2] == 4 else "RGB") + (";16" if pixels.dtype == np.uint16 else "")
+    heif = pillow_heif.from_bytes(mode, (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes())
+    buffer = io.BytesIO()
+    heif.save(buffer, exif=picture.exif, icc_profile=picture.icc, **_SAVE_OPTIONS["HEIF"])
+    return buffer.getvalue()
+
+
+_NO_ENCODER = {
+    "HEIF": ("this pillow-heif's libheif has no HEIC encoder",
+             "ask for a .jpg, or install pillow-heif's wheel from PyPI, which has one (x265)"),
+    "AVIF": ("this Pillow was built without AVIF", "ask for a .webp or .jpg, or install Pillow's wheel from PyPI"),
+}
+
+
+def _can_write(fmt: str) -> bool:
+    """Whether the installed codecs encode ``fmt``: pillow-heif built on a libheif without x265 reads HEIC
+    but cannot write it; a Pillow built without libavif neither reads nor writes AVIF."""
+    if fmt == "HEIF":
+        return bool(pillow_heif.libheif_info()["HEIF"])
+    if fmt == "AVIF":
+        return features.check("avif")
+    return True
 
 
 def _encode16(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
