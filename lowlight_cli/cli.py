@@ -36,7 +36,9 @@ err = Console(stderr=True, soft_wrap=True)
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model or baseline name (see `lowlight models`).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Explicit .safetensors file for a learned model.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-TileOpt = Annotated[int, typer.Option("--tile", help="Tile side in pixels; 0 picks one from free memory.")]
+TileOpt = Annotated[int, typer.Option("--tile", help="Tile side in pixels; 0: one pass if the image fits --memory, else the largest tile that does.")]
+MemoryOpt = Annotated[Optional[float], typer.Option("--memory", help="GB one image may use (default: a quarter of the RAM, or half the GPU's memory); sets the tiling.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch (default 0: all cores).")]
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels shared by neighbouring tiles (default: the model's).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
@@ -61,13 +63,16 @@ def _root(
         raise typer.Exit(0)
 
 
-def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0):
+def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0,
+                memory: float | None = None, threads: int = 0):
     from .errors import UsageError
-    from .inference import DTYPES, RunOptions
+    from .inference import DTYPES, RunOptions, set_threads
 
     if precision not in DTYPES:
         raise UsageError(f"unknown precision {precision!r}", "use fp32, fp16 or bf16")
-    return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength)
+    set_threads(threads)
+    return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength,
+                      memory_gb=memory)
 
 
 def progress_bar() -> Progress:
@@ -88,6 +93,8 @@ def enhance(
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only the K-th of N slices (1-based).")] = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
+    memory: MemoryOpt = None,
+    threads: ThreadsOpt = 0,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
@@ -111,7 +118,7 @@ def enhance(
     from . import batch
     from .inference import default_model_name, load_enhancer
 
-    options = run_options(device, tile, overlap, precision, scale, strength)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
     enhancer = load_enhancer(model or default_model_name(), weights=weights, options=options)
     jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
                       recursive=recursive, shard=batch.parse_shard(shard))
@@ -315,6 +322,8 @@ def eval_models(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N pairs.")] = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
+    memory: MemoryOpt = None,
+    threads: ThreadsOpt = 0,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -337,7 +346,7 @@ def eval_models(
     from .errors import UsageError
     from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows
 
-    options = run_options(device, tile, overlap, precision, scale)
+    options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads)
     if paired is not None and model is not None:
         raise UsageError("--paired names its two models itself", "drop --model")
     if output is not None:
@@ -381,6 +390,8 @@ def compare(
     grids: Annotated[int, typer.Option("--grids", help="With --dataset: grids for this many pairs.")] = 3,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
+    memory: MemoryOpt = None,
+    threads: ThreadsOpt = 0,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -404,7 +415,7 @@ def compare(
         raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
     if dataset is not None and ref is not None:
         raise UsageError("--ref goes with an INPUT image; a dataset brings its own references", "drop --ref")
-    options = run_options(device, tile, overlap, precision, scale, strength)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
     names = _names(methods)
     if input_path is not None:
         name = f"{input_path.stem}_compare.png"

@@ -7,8 +7,10 @@ crop, tiles blended); baselines run on the whole image.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,23 +18,31 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-from . import registry
+from . import context, registry
 from .errors import LowlightError, UsageError
 from .registry import ModelSpec
-from .tiling import Progress, tiled_forward
+from .tiling import Progress, owned_cells, run_padded, tile_spans, tiled_forward
 
 log = logging.getLogger("lowlight")
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 128
+# A global context measured on a copy downscaled by up to this factor (per side) is used as it is;
+# beyond, one sweep over the tiles measures it at full resolution. bench/bench_tiling.py: mirnet.mix on
+# a 2304x1728 photo, tiled with the context of a copy downscaled 2.25x: 45.4 dB from one whole pass;
+# 4.5x: 39.7 dB; 9x: 36.8 dB; the context of the full-resolution features: 110 dB.
+CONTEXT_MAX_DOWNSCALE = 2.25
 FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How to run a model. ``tile=0`` picks a tile from free memory; ``overlap=None`` uses the model's.
+    """How to run a model. ``tile=0``: one pass when the image fits ``memory_gb`` (default: see
+    :func:`memory_budget_bytes`), else the largest tile that does; ``overlap=None`` uses the model's.
     ``strength``: 1 is the model's output, 0 the input, in between a blend in linear light (:func:`blend`)."""
 
     device: str = "auto"
@@ -41,6 +51,14 @@ class RunOptions:
     precision: Precision = "fp32"
     scale: int | None = None
     strength: float = 1.0
+    memory_gb: float | None = None
+
+
+def set_threads(n: int) -> None:
+    """Torch's CPU threads: ``n``, or all cores for 0."""
+    if n < 0:
+        raise UsageError(f"--threads must be >= 0, got {n}", "0 uses every core")
+    torch.set_num_threads(n or os.cpu_count() or 1)
 
 
 def pick_device(name: str) -> torch.device:
@@ -53,11 +71,37 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def free_memory_bytes(device: torch.device) -> int:
+def memory_budget_bytes(device: torch.device, gb: float | None) -> int:
+    """The working memory one image may use: ``gb`` if given, else a quarter of the machine's RAM
+    (CPU) or half of the GPU's memory. Fixed per machine, so the tiling and the output are too."""
+    if gb is not None:
+        return int(gb * 2**30)
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        return int(torch.cuda.get_device_properties(device).total_memory) // 2
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+
+
+class _PeakTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of tensor storage alive during the ops run under it, and their peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alive: dict[int, int] = {}
+        self.now = self.peak = 0
+
+    def _free(self, key: int) -> None:
+        self.now -= self.alive.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in self.alive:
+                key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+                self.alive[key] = size
+                self.now += size
+                self.peak = max(self.peak, self.now)
+                weakref.finalize(t, self._free, key)
+        return out
 
 
 def run_with_hooks(net: torch.nn.Module, x: torch.Tensor, modules: list[torch.nn.Module], hook) -> None:
@@ -72,29 +116,31 @@ def run_with_hooks(net: torch.nn.Module, x: torch.Tensor, modules: list[torch.nn
 
 
 def activation_bytes_per_pixel(net: torch.nn.Module, spec: ModelSpec) -> int:
-    """A conservative per-input-pixel memory estimate: every leaf module's output alive at once.
+    """Peak bytes of activations per input pixel of one forward pass.
 
-    Measured once with forward hooks on a small probe, so it follows the model's real widths.
+    Measured on a probe of ``16 * size_multiple`` px by following every tensor the pass allocates
+    and frees, so it tracks the model's real widths and the order its buffers die in; the peak
+    grows with the pixel count, so the ratio holds for large tiles (``bench/bench_tiling.py`` prints
+    it beside the measured peak RSS). Cached per spec and parameter count.
     """
-    side = 8 * spec.size_multiple
-    probe = torch.zeros(1, 3, side, side, device=next(net.parameters()).device)
-    total = 0
-
-    def hook(_m, _i, out):
-        nonlocal total
-        if isinstance(out, torch.Tensor):
-            total += out.numel()
-
-    run_with_hooks(net, probe, [m for m in net.modules() if not list(m.children())], hook)
-    return max(1, 4 * total // (side * side))
+    key = (spec.name, sum(p.numel() for p in net.parameters()))
+    if key not in _BYTES_PER_PIXEL:
+        side = 16 * spec.size_multiple if spec.size_multiple > 1 else 128
+        probe = torch.zeros(1, 3, side, side, device=next(net.parameters()).device)
+        tracker = _PeakTensorBytes()
+        with torch.no_grad(), tracker:
+            net(probe)
+        _BYTES_PER_PIXEL[key] = max(1, tracker.peak // (side * side))
+    return _BYTES_PER_PIXEL[key]
 
 
-def auto_tile(net: torch.nn.Module, spec: ModelSpec, device: torch.device) -> int:
-    """The spec's default tile, or less (a multiple of 64, at least 128) when its activations would
-    not fit in half the free memory."""
-    budget = free_memory_bytes(device) // 2
-    side = int((budget / activation_bytes_per_pixel(net, spec)) ** 0.5)
-    return int(min(spec.default_tile, max(MIN_TILE, side // 64 * 64)))
+_BYTES_PER_PIXEL: dict[tuple[str, int], int] = {}
+
+
+def image_bytes_per_pixel(scale: int) -> int:
+    """Bytes per input pixel the engine keeps besides the net's activations: the float32 RGB input
+    as an array and a tensor, the blended output and its weight sum, and the output array."""
+    return 2 * 12 + scale * scale * (12 + 4 + 12)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -153,7 +199,9 @@ class Enhancer:
                 log.warning("%s is not safe in reduced precision; running fp32", spec.name)
                 self.dtype = torch.float32
         if options.tile < 0 or (options.overlap or 0) < 0:
-            raise UsageError("--tile and --overlap must be >= 0", "--tile 0 picks a tile size from free memory")
+            raise UsageError("--tile and --overlap must be >= 0", "--tile 0 picks a tile size from the memory budget")
+        if options.memory_gb is not None and options.memory_gb <= 0:
+            raise UsageError(f"--memory must be > 0 GB, got {options.memory_gb}", "e.g. --memory 4")
         if net is not None and 0 < options.tile < 2 * spec.overlap:
             raise UsageError(
                 f"--tile {options.tile} is below {spec.name}'s useful minimum of {2 * spec.overlap} px "
@@ -164,9 +212,32 @@ class Enhancer:
             raise UsageError(f"--overlap {options.overlap} must be smaller than --tile {options.tile}", None)
         if net is not None:
             self.net = net.to(self.device).eval()
-            self.tile = options.tile or auto_tile(self.net, spec, self.device)
-            # The model's own overlap shrinks to fit a small tile; one given by the user is kept.
-            self.overlap = min(spec.overlap, self.tile // 2) if options.overlap is None else options.overlap
+            self.budget = memory_budget_bytes(self.device, options.memory_gb)
+
+    @functools.cached_property
+    def bytes_per_pixel(self) -> int:
+        """The net's peak activation bytes per input pixel (measured once, when a plan first needs it)."""
+        return activation_bytes_per_pixel(self.net, self.spec)
+
+    def one_pass_pixels(self) -> int:
+        """The most input pixels one pass may have within the memory budget."""
+        return max(1, self.budget // self.bytes_per_pixel)
+
+    def plan(self, h: int, w: int) -> tuple[int, int]:
+        """``(tile, overlap)`` for an ``h`` x ``w`` input of the net: ``--tile`` if given, else one pass
+        when it fits the budget, else the largest square tile (a multiple of 64) that does. Depends on
+        the image, the model and the budget only, so the same command gives the same file."""
+        tile = self.options.tile
+        if not tile:
+            fits = self.budget - image_bytes_per_pixel(self.spec.scale) * h * w
+            if fits >= self.bytes_per_pixel * h * w:
+                tile = max(h, w)
+            else:
+                side = int((max(fits, 0) / self.bytes_per_pixel) ** 0.5) // 64 * 64
+                tile = max(side, 2 * self.spec.overlap, MIN_TILE)
+        # The model's own overlap shrinks to fit a small tile; one given by the user is kept.
+        overlap = min(self.spec.overlap, tile // 2) if self.options.overlap is None else self.options.overlap
+        return tile, overlap
 
     def __call__(self, rgb: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1]."""
@@ -190,12 +261,6 @@ class Enhancer:
             k = native // self.scale
             rgb = downscale(np.pad(rgb, ((0, -rgb.shape[0] % k), (0, -rgb.shape[1] % k), (0, 0)), mode="edge"), k)
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()
-        h, w = rgb.shape[:2]
-        if not self.spec.tile_safe and max(h, w) > self.tile:
-            log.warning(
-                "%s uses global image statistics; tiles of %d px may differ slightly from one whole pass",
-                self.spec.name, self.tile,
-            )
         out = self._run(x, progress)
         return out[0, :, :out_h, :out_w].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
 
@@ -210,25 +275,54 @@ class Enhancer:
 
     def _run(self, x: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         self.net.to(self.dtype)
-        kwargs = dict(
-            overlap=self.overlap, scale=self.spec.scale, multiple=self.spec.size_multiple,
-            device=self.device, dtype=self.dtype, progress=progress,
-        )
+        tile, overlap = self.plan(*x.shape[-2:])
         try:
-            return tiled_forward(self._forward, x, tile=self.tile, **kwargs)
+            return self._tiled(x, tile, overlap, progress)
         except torch.OutOfMemoryError:
-            smaller = max(MIN_TILE // 2, self.tile // 2)
-            log.warning("out of memory with --tile %d; retrying once with --tile %d", self.tile, smaller)
+            smaller = max(MIN_TILE // 2, tile // 2)
+            log.warning("out of memory with --tile %d; retrying once with --tile %d", tile, smaller)
             torch.cuda.empty_cache()
-            self.tile, self.overlap = smaller, min(self.overlap, smaller // 2)
-            kwargs["overlap"] = self.overlap
             try:
-                return tiled_forward(self._forward, x, tile=smaller, **kwargs)
+                return self._tiled(x, smaller, min(overlap, smaller // 2), progress)
             except torch.OutOfMemoryError:
                 raise LowlightError(
                     f"out of memory on {self.device} even with --tile {smaller}",
-                    "try a smaller --tile, --precision fp16 on CUDA, or --device cpu",
+                    "try a smaller --tile or --memory, --precision fp16 on CUDA, or --device cpu",
                 ) from None
+
+    def _tiled(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> torch.Tensor:
+        """Tiles blended, with the whole image's global context when the model pools globally and
+        the image takes more than one tile (:mod:`lowlight_cli.context`)."""
+        h, w = x.shape[-2:]
+        kwargs = dict(overlap=overlap, scale=self.spec.scale, multiple=self.spec.size_multiple,
+                      device=self.device, dtype=self.dtype)
+        if tile >= max(h, w) or self.spec.tile_safe:
+            return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
+        values = self.global_context(x, tile, overlap, progress)
+        with context.replaying(self.net, values):
+            return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
+
+    def global_context(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> list[torch.Tensor]:
+        """Every global pooling's whole-image value for ``x`` ``(1, 3, H, W)``.
+
+        A first estimate comes from one pass over ``x`` downscaled to fit the memory budget; when that
+        takes more than :data:`CONTEXT_MAX_DOWNSCALE`, one sweep over the tiles measures it on the
+        full-resolution features (:func:`context.whole_image_context`).
+        """
+        h, w = x.shape[-2:]
+        m = self.spec.size_multiple
+        k = min(1.0, (self.one_pass_pixels() / (h * w)) ** 0.5)
+        small_h, small_w = max(m, round(h * k) // m * m), max(m, round(w * k) // m * m)
+        small = torch.nn.functional.interpolate(x, size=(small_h, small_w), mode="area") if k < 1 else x
+
+        def run(crop: torch.Tensor) -> None:
+            run_padded(self._forward, crop.to(device=self.device, dtype=self.dtype), multiple=m, scale=self.spec.scale)
+
+        rows, cols = tile_spans(h, tile, overlap, m), tile_spans(w, tile, overlap, m)
+        tiles = [(x[..., y0:y1, x0:x1], (cy, cx)) for (y0, y1), cy in zip(rows, owned_cells(rows, m))
+                 for (x0, x1), cx in zip(cols, owned_cells(cols, m))]
+        sweeps = 1 if h / small_h > CONTEXT_MAX_DOWNSCALE or w / small_w > CONTEXT_MAX_DOWNSCALE else 0
+        return context.whole_image_context(self.net, run, small, tiles, sweeps=sweeps, progress=progress)
 
 
 def default_model_name() -> str:

@@ -70,10 +70,9 @@ class ModelSpec:
     baselines give ``enhance``, a function ``(H, W, 3) float32 in [0, 1] -> same``.
     ``scales``: output scales the model can produce, its native scale last (NEID: ``(1, 2)``; a
     smaller scale downsamples the input first). ``size_multiple``: input sides are padded to it.
-    ``tile_safe``: False when the output depends on global image statistics (global pooling,
-    histograms); the tiler then warns or uses one whole-image pass. ``overlap``: default tile overlap
+    ``tile_safe``: False when the output depends on global image statistics: its network pools through
+    :class:`lowlight_cli.context.GlobalMean`, and the tiler hands every tile the whole image's values. ``overlap``: default tile overlap
     in input pixels; tiled equals whole when it is at least 4x the receptive-field radius.
-    ``default_tile``: the tile ``--tile 0`` uses unless free memory calls for a smaller one.
     """
 
     name: str
@@ -88,7 +87,6 @@ class ModelSpec:
     tile_safe: bool = True
     half_safe: bool = True
     overlap: int = 32
-    default_tile: int = 512
     recipe: TrainRecipe | None = None
 
     @property

@@ -38,6 +38,24 @@ def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], length)]
 
 
+def owned_cells(spans: list[tuple[int, int]], multiple: int = 1) -> list[tuple[float, float]]:
+    """The part of each span that it alone owns, as fractions of the span padded to ``multiple``.
+
+    Neighbours split their overlap in the middle, on the ``multiple`` grid, and the last span owns its
+    padding: the cells partition the padded length, and each boundary falls on a whole pixel of a
+    feature map pooled by any factor dividing ``multiple`` (used to add up global statistics tile by
+    tile, :mod:`lowlight_cli.context`).
+    """
+    bounds = [0] + [(s + e_prev) // 2 // multiple * multiple for (_, e_prev), (s, _) in zip(spans, spans[1:])]
+    last_start, last_end = spans[-1]
+    bounds.append(last_start + -(-(last_end - last_start) // multiple) * multiple)
+    cells = []
+    for (start, end), lo, hi in zip(spans, bounds, bounds[1:]):
+        padded = -(-(end - start) // multiple) * multiple
+        cells.append(((lo - start) / padded, (hi - start) / padded))
+    return cells
+
+
 def edge_ramp(length: int, overlap: int, *, before: bool, after: bool) -> torch.Tensor:
     """1-D window of ``length``: tapered at the starts/ends flagged ``before``/``after``, else one."""
     w = torch.ones(length, dtype=torch.float32)

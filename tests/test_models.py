@@ -79,3 +79,70 @@ def test_baselines_keep_shape_and_range(name):
     out = Enhancer(registry.get(name), None, RunOptions(), name)(rgb)
     assert out.shape == rgb.shape and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_spec_declares_global_context_exactly_when_the_net_pools_globally(name):
+    from lowlight_cli.context import uses_global_context
+
+    spec = registry.get(name)
+    with torch.device("meta"):
+        net = spec.create()
+    assert spec.tile_safe == (not uses_global_context(net))
+
+
+SMALL_GLOBAL = [n for n in LEARNED if not registry.get(n).tile_safe
+                and sum(p.numel() for p in registry.get(n).create().parameters()) < 1_000_000]
+
+
+@pytest.mark.parametrize("name", SMALL_GLOBAL)
+def test_models_with_global_context_give_the_whole_pass_tiled(name):
+    """Every tile is handed the whole image's global statistics: measured in one pass of the image
+    when it fits the memory budget (then tiled equals whole), else tile by tile, far closer to the
+    whole image's than any one tile's own."""
+    from lowlight_cli.context import recording
+
+    spec = registry.get(name)
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    for module in net.modules():  # torch's default init: some papers' inits leave features near 0
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    rgb = np.random.default_rng(0).random((5 * spec.overlap + 3, 7 * spec.overlap - 5, 3), dtype=np.float32)
+    rgb *= np.linspace(0.1, 1.0, rgb.shape[1], dtype=np.float32)[None, :, None]  # tiles differ from the whole
+    tile = 2 * spec.overlap
+    whole = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64), name)(rgb)
+    tiled = Enhancer(spec, net, RunOptions(device="cpu", tile=tile, memory_gb=64), name)(rgb)
+    assert np.abs(tiled - whole).max() < 1e-4  # the convolutions reach a little past a 32-px overlap
+
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
+    m = spec.size_multiple
+    with torch.no_grad(), recording(net) as exact:
+        net(x[..., : x.shape[2] // m * m, : x.shape[3] // m * m])
+    with torch.no_grad(), recording(net) as one_tile:
+        net(x[..., :tile, :tile])
+    swept = Enhancer(spec, net, RunOptions(device="cpu", tile=tile, memory_gb=1e-9), name)
+    with torch.no_grad():
+        measured = swept.global_context(x[..., : x.shape[2] // m * m, : x.shape[3] // m * m], tile, spec.overlap, None)
+
+    def error(values):
+        return max(float((a - b).abs().max()) for a, b in zip(values, exact, strict=True))
+
+    assert len(measured) == len(exact) > 0
+    assert error(one_tile) > 1e-3  # the test can tell
+    assert error(measured) < 0.05 * error(one_tile)
+
+
+def test_tile_plan_follows_the_budget_not_the_moment(monkeypatch):
+    import os
+
+    spec = registry.get("mirnet_tiny")
+    enhancer = Enhancer(spec, spec.create(), RunOptions(device="cpu", memory_gb=0.05), "mirnet_tiny")
+    per_px = enhancer.bytes_per_pixel + 2 * 12 + 28
+    side = int((0.05 * 2**30 / per_px) ** 0.5)
+    assert enhancer.plan(side - 8, side - 8)[0] == side - 8  # fits: one pass
+    tile, _ = enhancer.plan(2 * side, 2 * side)
+    assert tile < 2 * side and tile % 64 == 0
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda n: 1 if n == "SC_AVPHYS_PAGES" else real(n))
+    assert Enhancer(spec, spec.create(), RunOptions(device="cpu", memory_gb=0.05), "t").plan(2 * side, 2 * side)[0] == tile

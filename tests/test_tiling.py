@@ -126,7 +126,20 @@ def test_out_of_memory_retries_once_with_a_smaller_tile(caplog):
     rgb = np.random.default_rng(0).random((400, 500, 3), dtype=np.float32)
     out = enhancer(rgb)
     assert np.allclose(out, rgb, atol=1e-6)
-    assert enhancer.tile == 256 and "retrying once with --tile 256" in caplog.text
+    assert "retrying once with --tile 256" in caplog.text
     net.limit = 10
     with pytest.raises(LowlightError, match="out of memory"):
         enhancer(rgb)
+
+
+def test_the_same_command_writes_the_same_file(cli, write_dark, tmp_path):
+    """The tiling follows the image, the model and --memory, not the moment's free memory; a tiny
+    budget takes the path that tiles and measures the global context tile by tile."""
+    src = write_dark(tmp_path / "in.png", h=150, w=200)
+    digests = []
+    for run in range(2):
+        dst = tmp_path / f"out{run}.png"
+        code, _, err = cli("enhance", src, "-o", dst, "--model", "mirnet", "--memory", "0.001", "--device", "cpu")
+        assert code == 0, err
+        digests.append(dst.read_bytes())
+    assert digests[0] == digests[1]

@@ -48,7 +48,8 @@ each stride-2 transposed conv per output pixel, four times its real work, as tho
 did: the figure is MACs under that convention, not 2 x MACs.
 
 Global pooling in the channel attention and in SKFF makes the output depend on the whole input,
-so MIRNet is not tile-safe: tiled output approaches the whole-image output as tiles grow.
+so MIRNet is not tile-safe: it pools through ``context.GlobalMean`` and the tiler hands every tile the
+whole image's values.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..context import GlobalMean
 from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
 
 SPATIAL_KERNEL = 5  # the spatial attention's conv, as in the published code
@@ -89,9 +91,10 @@ class ChannelAttention(nn.Module):
         hidden = max(channels // reduction, MIN_BOTTLENECK)
         self.down = nn.Conv2d(channels, hidden, 1, bias=False)
         self.up = nn.Conv2d(hidden, channels, 1, bias=False)
+        self.pool = GlobalMean()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.up(torch.relu(self.down(x.mean(dim=(2, 3), keepdim=True))))
+        w = self.up(torch.relu(self.down(self.pool(x))))
         return x * torch.sigmoid(w)
 
 
@@ -135,10 +138,11 @@ class SelectiveKernelFusion(nn.Module):
         hidden = max(channels // reduction, MIN_BOTTLENECK)
         self.squeeze = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.PReLU())
         self.select = nn.ModuleList([nn.Conv2d(hidden, channels, 1, bias=False) for _ in range(inputs)])
+        self.pool = GlobalMean()
 
     def weights(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Selection weights ``(B, S, C, 1, 1)`` for ``S`` inputs: non-negative, summing to one over ``S``."""
-        z = self.squeeze(sum(feats).mean(dim=(2, 3), keepdim=True))
+        z = self.squeeze(self.pool(sum(feats)))
         return torch.softmax(torch.stack([fc(z) for fc in self.select], dim=1), dim=1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -337,17 +341,9 @@ PAPER = (
 _STREAMS = 3
 _MULTIPLE = 2 ** (_STREAMS - 1)
 
-# Tile and overlap, measured with the trained mirnet.lol weights (bench/bench_tiling.py --model mirnet
-# --weights lowlight_cli/weights/mirnet-lol.safetensors, one CPU thread), tiled against whole-image PSNR:
-#   1024x1536 image: tile 256: 27.3-27.7 dB, 384: 28.9-29.3, 512: 31.8-31.9 (max abs 0.06-0.07),
-#                    768: 43.6-48.9 (overlaps 32-96);
-#   2048x1536 image: tile 768: 45.1-46.9, 1024: 41.1, 1536: 56.7-56.9 (max abs 3.5e-3 at overlap 64).
-# The attention's global pooling is what moves: a tile of 512 or less sees too little of the picture
-# and comes out brighter or darker than its neighbours, blocks a viewer sees (the x20 difference images
-# from --save show them). So the default is as large as memory allows: 2048 (a whole pass for photos up
-# to 4 MP; auto_tile shrinks it to fit half the free memory), with an overlap of 64, which at 1536 gave
-# the smallest max difference. A whole 3 MP pass peaked at 2.5 GB RSS.
-_TILE = 2048
+# Overlap: tiles run with the whole image's global context (lowlight_cli.context), so only the
+# convolutions' reach is left to cover. With the exact context, 512-px tiles of a 2304x1728 photo
+# (mirnet.mix) reproduce one whole pass to 110 dB at this overlap (bench/bench_tiling.py).
 _OVERLAP = 64
 
 _PAPER_HPARAMS = {
@@ -376,7 +372,6 @@ register(
         size_multiple=_MULTIPLE,
         tile_safe=False,
         overlap=_OVERLAP,
-        default_tile=_TILE,
         # Batch 16 of 128 px as in the paper; 7e5 iterations is our reading of it (unverified).
         recipe=_recipe(batch=16, steps=700_000),
     )
@@ -401,7 +396,6 @@ register(
         size_multiple=_MULTIPLE,
         tile_safe=False,
         overlap=_OVERLAP,
-        default_tile=_TILE,
         # lr: the paper's 2e-4 is for a 31.8 M-parameter net and 700k steps. This 0.19 M one learns
         # much faster at 1e-3: held-out val (42 whole our485 images) 19.42 dB at step 500 against
         # 18.79 at 2e-4, and 19.84 at step 1000, beyond what 2e-4 reached in 4000 steps (19.81).
@@ -423,7 +417,6 @@ register(
         size_multiple=_MULTIPLE,
         tile_safe=False,
         overlap=16,
-        default_tile=64,
         recipe=TrainRecipe(loss=CharbonnierLoss, lr=2e-4, patch=16, batch=2, steps=20, milestones=(0.5,), gamma=0.3),
     )
 )

@@ -41,8 +41,9 @@ decoders, about 1.6x a plain U-Net of the same widths.
 Tiling: FF pools over the whole image, so the output depends on global statistics; the conv
 receptive-field radius alone is about ``7 * 2**levels`` input pixels (110 measured for 4 levels); and
 max pooling makes the output shift-equivariant only by multiples of ``2**levels``. Tiles cannot
-reproduce a whole-image pass exactly, so the specs say ``tile_safe=False``; their overlap covers the
-receptive-field radius.
+reproduce a whole-image pass on their own, so the specs say ``tile_safe=False`` and FF pools through
+``context.GlobalMean`` (the tiler hands every tile the whole image's values); their overlap covers
+the receptive-field radius and the pooling grid.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..context import GlobalMean
 from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
 
 # ---------------------------------------------------------------- colour
@@ -221,9 +223,10 @@ class FeatureFusion(nn.Module):
         hidden = max(1, channels // reduction)
         self.squeeze = nn.Conv2d(channels, hidden, 1)
         self.excite = nn.Conv2d(hidden, 2 * channels, 1)
+        self.pool = GlobalMean()
 
     def forward(self, enc: torch.Tensor, det: torch.Tensor) -> torch.Tensor:
-        pooled = det.mean(dim=(2, 3), keepdim=True)
+        pooled = self.pool(det)
         weights = torch.sigmoid(self.excite(torch.relu(self.squeeze(pooled))))
         w_enc, w_det = weights.chunk(2, dim=1)
         return w_enc * enc + w_det * det
@@ -359,12 +362,8 @@ register(
         scales=(1, 2),
         size_multiple=2**4,
         tile_safe=False,
-        # Overlap: just above the receptive-field radius (110 px), a multiple of 2**levels. Tiles
-        # are 1024 px so that most photos run in one pass, exact for FF's global pooling (~2 GB of
-        # activations; auto_tile shrinks it when memory is short). With random weights scaled to a
-        # trained net's output range, 1024-px tiles of a 1024x1536 input drift by up to 0.017.
+        # Overlap: just above the receptive-field radius (110 px), a multiple of 2**levels.
         overlap=128,
-        default_tile=1024,
         # ~0.8 s of one core per step (batch 8, 128 px): 6000 steps take about 80 minutes.
         # lr: the paper's 1e-4 is for 120k steps; with 1/20 of them a larger one learns faster. On
         # validation (11 held-out images, after 500 steps) 1e-3 led: 18.4 dB, against 17.8 at 5e-4
@@ -402,7 +401,6 @@ register(
         size_multiple=2**4,
         tile_safe=False,
         overlap=128,
-        default_tile=1024,
         # The paper's length: 2000 epochs of LOL's 485 training pairs at batch 8.
         recipe=_recipe(patch=128, batch=8, steps=120_000),
     )

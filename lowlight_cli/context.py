@@ -1,0 +1,145 @@
+"""Global context shared by tiles: a network's global poolings, measured on the whole picture, replayed per tile.
+
+A model whose output depends on whole-image statistics (MIRNet's channel attention and SKFF, NEID's
+feature fusing) pools with :class:`GlobalMean` instead of ``x.mean(dim=(2, 3))``. Outside a context
+it is exactly that mean, so training and one-pass inference are unchanged. The calls of one forward
+pass come in an order fixed by the network's structure (no branch depends on the data), so call
+``k`` of a tile's pass is the same pooling site as call ``k`` of a whole-image pass, and a tile can be
+handed the whole image's value for each call instead of its own.
+
+:func:`whole_image_context` measures those values without ever holding the whole image's features:
+
+1. a pass over a copy downscaled to fit one tile gives a first estimate of every call's mean;
+2. a sweep over the tiles, each run with that estimate, adds up every call's input over the cell of
+   the picture the tile owns (the cells partition the image), giving whole-image means of features
+   computed with an almost-right context.
+
+Each sweep shrinks the error by orders of magnitude (a tile run with the exact context reproduces
+the whole pass to float precision, ``bench/bench_tiling.py``), so one sweep is the default. The
+engine then runs the tiles once more with the measured context (:func:`replaying`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+# A cell in tile-local fractions: ((top, bottom), (left, right)), 0..1 of the tile as the net sees it.
+Cell = tuple[tuple[float, float], tuple[float, float]]
+
+
+class GlobalMean(nn.Module):
+    """Mean over H and W, keeping them: ``(B, C, H, W)`` -> ``(B, C, 1, 1)``; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.context: _Context | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.context is None:
+            return x.mean(dim=(2, 3), keepdim=True)
+        return self.context.visit(x)
+
+
+class _Context:
+    """What the poolings of one net do while attached: record their means, hand out ``given`` values,
+    and (with a ``cell``) add up their inputs over that cell of the tile."""
+
+    def __init__(self, given: Sequence[torch.Tensor] | None = None, cell: Cell | None = None) -> None:
+        self.given, self.cell, self.calls = given, cell, 0
+        self.means: list[torch.Tensor] = []
+        self.sums: list[tuple[torch.Tensor, int]] = []
+
+    def visit(self, x: torch.Tensor) -> torch.Tensor:
+        k, self.calls = self.calls, self.calls + 1
+        if self.cell is not None:
+            (t, b), (l, r) = self.cell
+            h, w = x.shape[-2:]
+            part = x[..., round(t * h) : round(b * h), round(l * w) : round(r * w)]
+            self.sums.append((part.double().sum(dim=(2, 3), keepdim=True).cpu(), part.shape[-2] * part.shape[-1]))
+        if self.given is None:
+            self.means.append(x.mean(dim=(2, 3), keepdim=True).float().cpu())
+            return x.mean(dim=(2, 3), keepdim=True)
+        v = self.given[k % len(self.given)]
+        if v.shape[:2] != x.shape[:2]:
+            raise RuntimeError(f"global context call {k}: given {tuple(v.shape)} for an input of {tuple(x.shape)}")
+        return v.to(device=x.device, dtype=x.dtype)
+
+
+def pools(net: nn.Module) -> list[GlobalMean]:
+    return [m for m in net.modules() if isinstance(m, GlobalMean)]
+
+
+def uses_global_context(net: nn.Module) -> bool:
+    """Whether ``net`` pools over the whole image through :class:`GlobalMean`."""
+    return bool(pools(net))
+
+
+@contextmanager
+def _attached(net: nn.Module, ctx: _Context) -> Iterator[_Context]:
+    modules = pools(net)
+    for m in modules:
+        m.context = ctx
+    try:
+        yield ctx
+    finally:
+        for m in modules:
+            m.context = None
+
+
+@contextmanager
+def recording(net: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Inside: every pooling's mean is appended, in call order, to the yielded list (float32, CPU)."""
+    with _attached(net, _Context()) as ctx:
+        yield ctx.means
+
+
+@contextmanager
+def replaying(net: nn.Module, values: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Inside: pooling call ``k`` of each forward pass returns ``values[k]`` instead of its own mean."""
+    with _attached(net, _Context(list(values))):
+        yield
+
+
+def whole_image_context(
+    net: nn.Module,
+    run: Callable[[torch.Tensor], object],
+    small: torch.Tensor,
+    tiles: Sequence[tuple[torch.Tensor, Cell]],
+    *,
+    sweeps: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Every pooling call's whole-image mean, measured tile by tile (see the module docstring).
+
+    Args:
+        net: the network ``run`` calls.
+        run: runs the net on one CPU crop ``(1, C, h, w)`` (padding, device and dtype are its business).
+        small: the image downscaled to fit one pass, for the first estimate.
+        tiles: each tile's crop and the cell of it that the tile owns, as fractions of the crop as
+            ``run`` hands it to the net (padding included); the cells partition the padded image.
+            A function of the sweep would do as well: the sequence is iterated once per sweep.
+        sweeps: tile sweeps after the first estimate.
+        progress: called as ``progress(done, total)`` after each tile of a sweep.
+    Returns:
+        One float32 CPU tensor ``(1, C_k, 1, 1)`` per pooling call ``k``.
+    """
+    with recording(net) as context:
+        run(small)
+    for _ in range(sweeps):
+        totals: list[torch.Tensor] | None = None
+        counts: list[int] | None = None
+        for i, (crop, cell) in enumerate(tiles, 1):
+            with _attached(net, _Context(context, cell)) as ctx:
+                run(crop)
+            if progress is not None:
+                progress(i, len(tiles))
+            sums = [s for s, _ in ctx.sums]
+            ns = [n for _, n in ctx.sums]
+            totals = sums if totals is None else [a + b for a, b in zip(totals, sums, strict=True)]
+            counts = ns if counts is None else [a + b for a, b in zip(counts, ns, strict=True)]
+        context = [(t / n).float() for t, n in zip(totals, counts, strict=True)]
+    return context
