@@ -447,19 +447,37 @@ def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> byt
     return png[:33] + extra + png[33:]
 
 
+def _temporary_beside(path: Path) -> Path:
+    """A hidden, unique name in the folder of ``path`` (folder walks skip hidden files)."""
+    return path.parent / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+
+
+def _cannot_write(path: Path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {e.strerror or e}", "check that the folder is writable and has free space")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``."""
+    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``.
+
+    Every OSError (no permission, a read-only file system, a full disk) becomes one OutputError for
+    ``path``; the temporary file is gone afterwards, also after Ctrl-C, and an old ``path`` is untouched.
+    """
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist", f"create it first: mkdir -p {folder}")
-    temporary = folder / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+    temporary = _temporary_beside(path)
     try:
-        with open(temporary, "xb") as f:
-            f.write(data)
-        temporary.replace(path)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
-        raise OutputError(
-            f"cannot write {path}: {e.strerror or e}", "check that the folder is writable and has free space"
-        ) from e
-    finally:
-        temporary.unlink(missing_ok=True)  # already gone after a successful rename
+        raise _cannot_write(path, e) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException as e:
+        # The clean-up must not raise in its turn (it would hide the first error behind a traceback).
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(e, OSError):
+            raise _cannot_write(path, e) from e
+        raise

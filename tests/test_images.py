@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import cv2
@@ -372,3 +373,27 @@ def test_successful_write_replaces_and_leaves_only_the_output(tmp_path):
     write_image(tmp_path / "out.png", _picture())
     assert os.listdir(tmp_path) == ["out.png"]
     assert read_image(tmp_path / "out.png").rgb.shape == (H, W, 3)
+
+
+def test_read_only_file_system_is_one_output_error_and_leaves_nothing(tmp_path, read_only):
+    # On a read-only mount even the clean-up's unlink of the never-created temporary file raises
+    # EROFS; it used to escape as a traceback in place of the OutputError.
+    (tmp_path / "out.png").write_bytes(b"old")
+    read_only(tmp_path)
+    with pytest.raises(OutputError, match="Read-only file system") as caught:
+        write_image(tmp_path / "out.png", _picture())
+    assert caught.value.hint
+    read_only.undo(tmp_path)
+    assert os.listdir(tmp_path) == ["out.png"] and (tmp_path / "out.png").read_bytes() == b"old"
+
+
+def test_failed_rename_and_failed_clean_up_still_give_the_output_error(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    unlink = os.unlink
+    monkeypatch.setattr(os, "unlink", refuse)
+    with pytest.raises(OutputError, match="cannot write .*out.png: Read-only file system"):
+        write_image(tmp_path / "out.png", _picture())
+    monkeypatch.setattr(os, "unlink", unlink)
