@@ -168,20 +168,43 @@ def batch_summary(counts: dict[str, int], seconds: float) -> str:
 
 
 @app.command()
-def models(as_json: JsonOpt = False) -> None:
-    """List every model and baseline: kind, scales, parameters, weights, LOL eval15 score."""
-    from .evaluate import model_rows
+def models(
+    show_all: Annotated[bool, typer.Option("--all", help="Also the test-only *_tiny variants.")] = False,
+    macs: Annotated[bool, typer.Option("--macs", help="Add multiply-accumulates per pixel (a forward pass of each model: seconds).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the models and baselines: kind, scales, parameters, weights, LOL eval15 score; the default is marked.
 
-    rows = model_rows()
+    Examples:
+
+      lowlight models
+
+      lowlight models --all --macs --json
+    """
+    from .evaluate import format_macs, format_params, model_rows
+
+    rows = model_rows(include_tests=show_all, macs=macs)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="lowlight models")
-    for col in rows[0]:
+    columns = ["name", "kind", "scales", "params", *(["MACs/px"] if macs else []), "weights", "lol_eval15", "summary"]
+    table = Table(title="lowlight models", caption=None if show_all else "test-only *_tiny variants: --all")
+    for col in columns:
         # Names and figures stay on one line; only the summary wraps.
         table.add_column(col, no_wrap=col != "summary")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        scored = row["eval15_psnr"] is not None and row["eval15_ssim"] is not None
+        cells = {
+            "name": row["name"] + (" (default)" if row["default"] else ""),
+            "kind": row["kind"],
+            "scales": ",".join(map(str, row["scales"])),
+            "params": format_params(row["params"]),
+            "MACs/px": format_macs(row.get("macs_per_px")),
+            "weights": row["weights"],
+            "lol_eval15": f"{row['eval15_psnr']:.2f} / {row['eval15_ssim']:.3f}" if scored else "-",
+            "summary": row["summary"],
+        }
+        table.add_row(*(cells[c] for c in columns))
     # Piped output has no terminal width to respect (rich assumes 80): give it room for one line per model.
     (out if out.is_terminal else Console(width=200, soft_wrap=True)).print(table)
 
