@@ -17,8 +17,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .errors import LowlightError
 
@@ -70,9 +71,30 @@ def run_options(device: str, tile: int, overlap: int | None, precision: str, sca
     return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class TimeLeftColumn(ProgressColumn):
+    """Elapsed time and the time left at the average rate so far, known from the first step on.
+
+    rich's TimeRemainingColumn estimates from the steps of the last 30 s and shows ``-:--:--`` whenever
+    fewer than two fall in it: always, for tiles that take a minute each.
+    """
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if task.total and task.completed:
+            left = _clock(elapsed * (task.total - task.completed) / task.completed)
+        else:
+            left = "-:--:--"
+        return Text(f"{_clock(elapsed)} elapsed, {left} left", style="progress.remaining")
+
+
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeLeftColumn(),
         console=err, transient=True, disable=not err.is_terminal,  # no stray newline in logs and pipes
     )
 
@@ -126,6 +148,7 @@ def enhance(
             bar.update(tiles, completed=done, total=total, visible=total > 1)
 
         for job in jobs:
+            bar.reset(tiles, total=None, visible=False)  # each image's time left from its own start
             record = {"input": str(job.src), "output": str(job.dst), "model": enhancer.label}
             if job.dst.exists() and not overwrite:
                 record |= {"seconds": 0.0, "status": "skipped"}
@@ -434,7 +457,8 @@ def compare(
         target = input_path.with_name(name) if output is None else output / name if output.is_dir() else output
         if target.exists() and target.resolve() == input_path.resolve():
             raise OutputError(f"output {target} would overwrite the input", "choose another -o")
-        grid, rows = compare_image(input_path, names, ref, options)
+        with progress_bar() as bar:
+            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"))
         save_grid(target, grid)
         if as_json:
             print(json.dumps({"output": str(target), "models": json_ready(rows)}, indent=2))
@@ -469,11 +493,19 @@ def _interrupt(signum, frame) -> None:
     raise Interrupted
 
 
+class _LineHandler(logging.Handler):
+    """``LEVEL: message`` on stderr, never wrapped, for logs and pipes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"{record.levelname}: {self.format(record)}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     debug = bool(os.environ.get("LOWLIGHT_DEBUG"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
-        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+        # Off a terminal, one whole line per record: RichHandler lays records out in an 80-column table.
+        handlers=[RichHandler(console=err, show_time=False, show_path=False) if err.is_terminal else _LineHandler()],
     )
     # Ctrl-C as an exception click does not catch (it turns KeyboardInterrupt into a silent exit 130);
     # it unwinds through every finally, so no temporary output file is left behind.

@@ -207,7 +207,8 @@ class EvalResult:
     ``rows``: one dict per (model, image) with :data:`ROW_KEYS` (PSNR in dB, SSIM in [-1, 1],
     ``seconds`` of enhancement alone), model-major. ``summary``: one dict per model with the means
     of the metrics and of ``seconds`` plus ``images``. ``outputs``: stem -> model label -> output
-    ``(H, W, 3)`` in [0, 1], only for the stems :func:`evaluate` was asked to keep.
+    ``(H, W, 3)`` in [0, 1], only for the stems :func:`evaluate` was asked to keep. ``captions``: model
+    label -> its name with the scale it ran at (:func:`panel_name`), for grids.
     """
 
     split_dir: Path
@@ -215,6 +216,7 @@ class EvalResult:
     rows: list[dict[str, Any]]
     summary: list[dict[str, Any]]
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    captions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data; an infinite PSNR (identical images) becomes null."""
@@ -274,7 +276,7 @@ def evaluate(
         for label, rows in per_model.items()
     ]
     rows = [r for model_rows in per_model.values() for r in model_rows]
-    return EvalResult(Path(split_dir), len(pairs), rows, summary, outputs)
+    return EvalResult(Path(split_dir), len(pairs), rows, summary, outputs, {e.label: panel_name(e) for e in enhancers})
 
 
 def check_rows_path(path: Path) -> Path:
@@ -485,10 +487,21 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
     return grid
 
 
-def _label(row: dict[str, Any]) -> str:
+def panel_name(enhancer: Enhancer) -> str:
+    """The model's label and, for a model with several scales, the scale its output shows: ``neid x2``,
+    or ``neid x1 (input halved)``, NEID's paper protocol (the input halved, the x2 output at its size)."""
+    spec = enhancer.spec
+    if len(spec.scales) == 1:
+        return enhancer.label
+    shrink = spec.scale // enhancer.scale
+    how = "" if shrink == 1 else " (input halved)" if shrink == 2 else f" (input / {shrink})"
+    return f"{enhancer.label} x{enhancer.scale}{how}"
+
+
+def _label(name: str, row: dict[str, Any]) -> str:
     if "psnr" not in row:
-        return row["model"]
-    return f"{row['model']}  {row['psnr']:.2f} dB / {row['ssim']:.3f}"
+        return name
+    return f"{name}  {row['psnr']:.2f} dB / {row['ssim']:.3f}"
 
 
 def save_grid(path: Path, grid: np.ndarray) -> None:
@@ -502,14 +515,20 @@ def save_grid(path: Path, grid: np.ndarray) -> None:
 
 
 def compare_image(
-    input_path: Path, methods: Sequence[str], ref: Path | None = None, options: RunOptions = RunOptions()
+    input_path: Path,
+    methods: Sequence[str],
+    ref: Path | None = None,
+    options: RunOptions = RunOptions(),
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Run every method on one image: a grid (input, each output, the reference if any) and one row
-    per method (``model``, ``seconds``, and with ``ref`` the :data:`METRICS` against it)."""
+    """Run every method on one image: a grid (input, each output captioned with :func:`panel_name`, the
+    reference if any) and one row per method (``model``, ``seconds``, and with ``ref`` the
+    :data:`METRICS` against it). ``progress(done, total)`` is called after each method."""
     low = read_image(input_path).rgb
     target = None if ref is None else read_image(ref).rgb
     panels, labels, rows = [low], ["input"], []
-    for enhancer in _load(methods, options):
+    enhancers = _load(methods, options)
+    for done, enhancer in enumerate(enhancers, 1):
         pred, seconds = _run(enhancer, low)
         row = {"model": enhancer.label}
         if target is not None:
@@ -517,7 +536,9 @@ def compare_image(
         row["seconds"] = seconds
         rows.append(row)
         panels.append(pred)
-        labels.append(_label(row))
+        labels.append(_label(panel_name(enhancer), row))
+        if progress is not None:
+            progress(done, len(enhancers))
     if target is not None:
         panels.append(target)
         labels.append("reference")
@@ -542,6 +563,6 @@ def compare_dataset(
         outputs = result.outputs[pair.stem]
         grids[pair.stem] = compare_grid(
             [read_image(pair.low).rgb, *outputs.values(), read_image(pair.high).rgb],
-            ["input", *(_label(rows[m]) for m in outputs), "reference"],
+            ["input", *(_label(result.captions[m], rows[m]) for m in outputs), "reference"],
         )
     return result, grids

@@ -332,3 +332,22 @@ def test_split_val_is_the_training_hold_out(tmp_path):
     assert val == [stems[i] for i in idx] and len(val) == 3
     result = evaluate.evaluate(["gamma"], evaluate.resolve_dataset("lol", root, "val"), RunOptions(device="cpu"))
     assert sorted(r["image"] for r in result.rows) == sorted(val)
+
+
+def test_panel_names_say_the_scale_of_models_with_several():
+    neid, msrnet = registry.get("neid"), registry.get("msrnet")
+    name = lambda spec, scale: evaluate.panel_name(SimpleNamespace(spec=spec, label=f"{spec.name}.lol", scale=scale))  # noqa: E731
+    assert name(neid, 1) == "neid.lol x1 (input halved)"
+    assert name(neid, 2) == "neid.lol x2"
+    assert name(msrnet, 1) == "msrnet.lol"
+
+
+def test_compare_image_captions_the_scale_and_reports_progress_per_method(tmp_path, monkeypatch):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image(32, 32))
+    captions, calls = [], []
+    grid = evaluate.compare_grid
+    monkeypatch.setattr(evaluate, "compare_grid", lambda rgbs, labels: captions.extend(labels) or grid(rgbs, labels))
+    evaluate.compare_image(src, ["gamma", "neid"], options=RunOptions(device="cpu"), progress=lambda *a: calls.append(a))
+    assert captions == ["input", "gamma", "neid.lol x1 (input halved)"]
+    assert calls == [(1, 2), (2, 2)]
