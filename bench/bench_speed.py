@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli import registry  # noqa: E402
 from lowlight_cli.errors import LowlightError  # noqa: E402
-from lowlight_cli.evaluate import model_rows  # noqa: E402
+from lowlight_cli.evaluate import format_macs, format_params, model_rows  # noqa: E402
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import Enhancer, RunOptions, load_enhancer  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> None:
     logging.getLogger("lowlight").setLevel(logging.ERROR)  # tiling warnings of non-tile-safe models
     rgb = test_image(args.megapixels)
     mp = rgb.shape[0] * rgb.shape[1] / 1e6
-    rows = {row["name"]: row for row in model_rows()}
+    rows = {row["name"]: row for row in model_rows(include_tests=True, macs=True)}
     print(f"input {rgb.shape[1]}x{rgb.shape[0]} ({mp:.2f} MP), device {args.device}, torch threads {torch.get_num_threads()}")
     print(f"| {'model':<13} | {'weights':<16} | {'params':>8} | {'MACs/px':>8} | {'scale':>5} | {'s/MP':>7} |")
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
@@ -79,7 +79,7 @@ def main() -> None:
         run(rgb)  # warm-up: allocator, kernels, weights on the device
         best = min(_timed(run, rgb) for _ in range(args.repeats))
         row = rows[spec.name]
-        print(f"| {spec.name:<13} | {source:<16} | {row['params']:>8} | {row['MACs/px']:>8} | {scale:>5} | {best / mp:7.2f} |",
+        print(f"| {spec.name:<13} | {source:<16} | {format_params(row['params']):>8} | {format_macs(row['macs_per_px']):>8} | {scale:>5} | {best / mp:7.2f} |",
               flush=True)
 
 

@@ -1,21 +1,90 @@
-"""Turning ``enhance`` arguments into (input, output) jobs, and running one job."""
+"""Turning ``enhance`` arguments into (input, output) jobs, checking every output before any work, and
+running one job."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import InputImageError, OutputError, UsageError
-from .images import READ_SUFFIXES, check_output, output_suffix, read_image, write_image
-from .inference import Enhancer
-from .tiling import Progress
+from . import claims, registry
+from .errors import InputImageError, LowlightError, OutputError, UsageError
+from .images import (
+    READ_SUFFIXES, WRITE_SUFFIXES, check_output, check_writable_folder, output_suffix, read_image, write_image,
+)
+
+if TYPE_CHECKING:
+    from .inference import Enhancer
+    from .tiling import Progress
+
+log = logging.getLogger("lowlight")
+
+EXTS = ("auto", *(suffix[1:] for suffix in WRITE_SUFFIXES))
 
 
 @dataclass(frozen=True)
 class Job:
+    """One input and its output; ``explicit``: the output was named by ``-o FILE``."""
+
     src: Path
     dst: Path
+    explicit: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Naming:
+    """How outputs are named, the same way for one file and for folders: ``<stem><tag><ext>``.
+
+    ``tag`` is ``--suffix``, by default ``_<label>[_x<scale>]``; ``ext`` is ``"auto"`` (the input's
+    suffix where lowlight writes that format, see ``images.output_suffix``) or a suffix we write, dot
+    included. ``label``: the model's (see :func:`model_label`); :attr:`folder` is the output folder of
+    several inputs when no ``-o`` is given. ``custom``: ``--suffix`` or ``--ext`` was given (an explicit
+    ``-o FILE`` then contradicts it).
+    """
+
+    label: str
+    tag: str
+    ext: str = "auto"
+    custom: bool = False
+
+    @property
+    def folder(self) -> str:
+        return f"lowlight_{self.label.replace('.', '-')}"
+
+    def name(self, src: Path) -> str:
+        return f"{src.stem}{self.tag}{output_suffix(src) if self.ext == 'auto' else self.ext}"
+
+
+def model_label(name: str, weights: Path | None = None) -> str:
+    """The label :func:`inference.load_enhancer` gives model ``name`` (the weights entry's ``arch.tag``,
+    else the arch), found without loading anything, so that outputs are named and checked first."""
+    spec = registry.get(name)
+    if spec.kind == "baseline" or weights is not None:
+        return spec.name
+    from .weights import entry_for
+
+    entry = entry_for(name)
+    return spec.name if entry is None else entry.name
+
+
+def naming(model: str, weights: Path | None = None, *, scale: int | None = None,
+           suffix: str | None = None, ext: str = "auto") -> Naming:
+    """The :class:`Naming` of ``--model``, ``--weights``, ``--scale``, ``--suffix`` and ``--ext``.
+
+    UsageError for an extension we do not write or a suffix holding a path separator.
+    """
+    ext = ext.lower().removeprefix(".")
+    if ext not in EXTS:
+        raise UsageError(f"--ext {ext} is not a format we write", f"use one of {', '.join(EXTS)}")
+    if suffix is not None and ("/" in suffix or os.sep in suffix):
+        raise UsageError(f"--suffix {suffix!r} holds a path separator", "--suffix is text after the file's stem; -o picks the folder")
+    label = model_label(model, weights)
+    scale = scale or registry.get(model).scale
+    tag = suffix if suffix is not None else "_" + label.replace(".", "-") + (f"_x{scale}" if scale != 1 else "")
+    return Naming(label=label, tag=tag, ext="auto" if ext == "auto" else f".{ext}", custom=suffix is not None or ext != "auto")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -31,17 +100,22 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _files_in(folder: Path, recursive: bool) -> list[Path]:
-    """Files in ``folder`` (and its sub-folders), leaving out hidden files and folders: dot-files such as
-    write_image's own temporaries, .DS_Store, ._ resource forks, .git."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p for p in found if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _files_in(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
+    """Files in ``folder`` (and its sub-folders), leaving out hidden files and folders (dot-files such as
+    write_image's own temporaries and the claim files, .DS_Store, ._ resource forks, .git) and the folder
+    ``skip`` (the output folder, when it lies inside ``folder``)."""
+    if recursive:
+        found = []
+        for here, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and (skip is None or (Path(here) / d).resolve() != skip)]
+            found += [Path(here) / f for f in files]
+    else:
+        found = list(folder.iterdir())
+    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
 
 
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    return [p for p in _files_in(folder, recursive) if p.suffix.lower() in READ_SUFFIXES]
+def _images_in(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
+    return [p for p in _files_in(folder, recursive, skip) if p.suffix.lower() in READ_SUFFIXES]
 
 
 def files_not_read(inputs: list[Path], recursive: bool) -> list[Path]:
@@ -53,16 +127,33 @@ def files_not_read(inputs: list[Path], recursive: bool) -> list[Path]:
     ]
 
 
-def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+def _earlier_outputs(images: list[Path], tag: str) -> set[Path]:
+    """The images named as this run names the output of another image of the same folder:
+    ``<stem><tag>.<any image suffix>`` beside ``<stem>.<any>``, i.e. what a run like this one wrote."""
+    if not tag:
+        return set()
+    stems = {(p.parent, p.stem) for p in images}
+    return {p for p in images if p.stem.endswith(tag) and (p.parent, p.stem[: -len(tag)]) in stems}
+
+
+def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, tag: str = "") -> list[tuple[Path, Path]]:
     """Every input image as ``(path, path relative to its output folder)``.
 
-    Files given directly land at the top of the output folder; images found in a folder keep their
-    sub-folders. Raises for a missing path or a folder holding no image.
+    Files given directly are always inputs and land at the top of the output folder. Images found in a
+    folder keep their sub-folders; the walk leaves out hidden files, the folder ``skip`` (the output
+    folder, when it lies inside an input folder) and the outputs this naming gives images beside them
+    (see :func:`_earlier_outputs`), so that a re-run does not take its own outputs as inputs. Raises for
+    a missing path or a folder holding no image.
     """
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
-            images = _images_in(item, recursive)
+            images = _images_in(item, recursive, skip)
+            earlier = _earlier_outputs(images, tag)
+            if earlier:
+                log.info("left out %d image(s) in %s named as outputs of this run (*%s.*), e.g. %s",
+                         len(earlier), item, tag, min(earlier))
+            images = [p for p in images if p not in earlier]
             if not images:
                 has_subfolders = any(p.is_dir() for p in item.iterdir())
                 hint = ("add --recursive to look in sub-folders" if has_subfolders and not recursive
@@ -76,51 +167,46 @@ def collect(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
     return found
 
 
-def default_output_name(src: Path, label: str, scale: int) -> str:
-    """``<stem>_<label>[_x<scale>]<suffix>``, the suffix from ``images.output_suffix``: the input's own, or
-    ``.tif`` for RAW, or PNG for an image under a suffix we do not write (renamed ``.dat``, say)."""
-    tag = label.replace(".", "-") + (f"_x{scale}" if scale != 1 else "")
-    return f"{src.stem}_{tag}{output_suffix(src)}"
-
-
 def plan(
     inputs: list[Path],
-    output: Path | None,
+    output: str | None,
+    naming: Naming,
     *,
-    label: str,
-    scale: int,
     recursive: bool = False,
     shard: tuple[int, int] | None = None,
 ) -> list[Job]:
     """Map inputs to outputs.
 
-    One input file: ``output`` is the file to write (default ``<stem>_<model><suffix>`` beside the
-    input; an existing folder means "inside it"). Otherwise ``output`` is a folder (default
-    ``./lowlight_<model>``) mirroring the inputs' sub-folders, each output in its input's format where
-    lowlight writes it (RAW becomes TIFF). ``shard=(k, n)`` keeps every n-th job of the sorted list starting
-    at the k-th, so n machines given k = 1..n share the work exactly. Every output's format is checked
-    here, before any work (``-o out.dng`` is refused).
+    ``output`` is ``-o`` as typed: a trailing ``/`` says "a folder", which ``Path`` would drop. One input
+    file: ``output`` is the file to write (default: named by ``naming`` beside the input); a folder
+    (existing, or ending in ``/``) means "inside it". Otherwise ``output`` is a folder (default
+    ``naming.folder``) mirroring the inputs' sub-folders. Every output is named by ``naming`` (each in its
+    input's format where lowlight writes it; RAW becomes TIFF) except an explicit ``-o FILE``.
+    ``shard=(k, n)`` keeps every n-th job of the sorted list starting at the k-th, so n machines given
+    k = 1..n share the work exactly. Formats and folders are checked by :func:`check_outputs`.
     """
-    found = collect(inputs, recursive)
-    single = len(inputs) == 1 and not inputs[0].is_dir()
-    if single:
-        src = found[0][0]
-        if output is None:
-            dst = src.with_name(default_output_name(src, label, scale))
-        elif output.is_dir():
-            dst = output / default_output_name(src, label, scale)
+    target = None if output is None else Path(output)
+    as_folder = target is not None and (output.endswith(("/", os.sep)) or target.is_dir())
+    if len(inputs) == 1 and not inputs[0].is_dir():
+        ((src, _),) = collect(inputs, recursive)
+        if target is None:
+            jobs = [Job(src, src.with_name(naming.name(src)))]
+        elif as_folder:
+            jobs = [Job(src, target / naming.name(src))]
+        elif naming.custom:
+            raise UsageError(f"-o {output} names the output file itself; --suffix and --ext name outputs in a folder",
+                             f"drop --suffix/--ext, or pass a folder: -o {output}/")
         else:
-            dst = output
-        jobs = [Job(src, dst)]
+            jobs = [Job(src, target, explicit=True)]
     else:
-        root = output if output is not None else Path(f"lowlight_{label.replace('.', '-')}")
+        root = target if target is not None else Path(naming.folder)
         if root.exists() and not root.is_dir():
             raise OutputError(f"{root} is a file, but several inputs need an output folder", "pass -o FOLDER")
-        jobs = [Job(src, root / rel.with_suffix(output_suffix(src))) for src, rel in found]
+        found = collect(inputs, recursive, skip=root.resolve(), tag=naming.tag)
+        jobs = [Job(src, root / rel.parent / naming.name(src)) for src, rel in found]
     sources = {j.src.resolve() for j in jobs}
     seen: dict[Path, Path] = {}
     for job in jobs:
-        check_output(job.dst)
         dst = job.dst.resolve()
         if dst in sources:
             raise OutputError(f"output {job.dst} would overwrite an input", "choose another -o")
@@ -134,14 +220,56 @@ def plan(
     return jobs
 
 
-def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None) -> float:
+def check_outputs(jobs: list[Job], *, overwrite: bool = False) -> None:
+    """Raise OutputError for the first problem an output would meet, before any image is enhanced (each
+    used to cost a whole enhancement first): a suffix we do not write (``images.check_output``: RAW, a
+    codec not installed), an output named by ``-o FILE``
+    that exists (without ``--overwrite``), a folder that cannot be made or written. Creates nothing
+    (one probe file per folder, removed at once)."""
+    for job in jobs:
+        check_output(job.dst)
+        if job.explicit and job.dst.exists() and not overwrite:
+            raise OutputError(f"{job.dst} exists and was not overwritten", "add --overwrite to replace it, or choose another -o")
+    for folder in sorted({job.dst.parent for job in jobs if overwrite or not job.dst.exists()}):
+        check_writable_folder(folder)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one job. ``status``: ``ok``; ``skipped`` (the output exists); ``claimed`` (another
+    live process is writing it: ``holder`` says which); ``failed`` (``error``)."""
+
+    status: str
+    seconds: float = 0.0
+    error: LowlightError | None = None
+    holder: str | None = None
+
+
+def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: int | None = None,
+            progress: Progress | None = None) -> Outcome:
+    """Run one job of a batch, unless its output exists or another process has claimed it
+    (:mod:`claims`). A LowlightError is the job's ``failed`` outcome, so the batch goes on."""
+    if job.dst.exists() and not overwrite:
+        return Outcome("skipped")
+    try:
+        try:
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output folder {job.dst.parent}: {e.strerror}", "check permissions or choose another -o") from None
+        with claims.acquire(job.dst):
+            if job.dst.exists() and not overwrite:  # another process finished it meanwhile
+                return Outcome("skipped")
+            return Outcome("ok", run_job(enhancer, job, progress, quality=quality))
+    except claims.Busy as busy:
+        return Outcome("claimed", holder=busy.holder)
+    except LowlightError as e:
+        return Outcome("failed", error=e)
+
+
+def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None, *, quality: int | None = None) -> float:
     """Read, enhance, write atomically; returns seconds spent. The input is only ever read."""
     start = time.perf_counter()
     picture = read_image(job.src)
     rgb = enhancer(picture.rgb, progress)
-    try:
-        job.dst.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {job.dst.parent}: {e.strerror}", "check permissions or choose another -o") from None
-    write_image(job.dst, picture.with_rgb(rgb))
+    write_image(job.dst, picture.with_rgb(rgb), quality=quality)
     return time.perf_counter() - start

@@ -17,8 +17,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .errors import LowlightError
 
@@ -75,9 +76,30 @@ def run_options(device: str, tile: int, overlap: int | None, precision: str, sca
                       memory_gb=memory)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class TimeLeftColumn(ProgressColumn):
+    """Elapsed time and the time left at the average rate so far, known from the first step on.
+
+    rich's TimeRemainingColumn estimates from the steps of the last 30 s and shows ``-:--:--`` whenever
+    fewer than two fall in it: always, for tiles that take a minute each.
+    """
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if task.total and task.completed:
+            left = _clock(elapsed * (task.total - task.completed) / task.completed)
+        else:
+            left = "-:--:--"
+        return Text(f"{_clock(elapsed)} elapsed, {left} left", style="progress.remaining")
+
+
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeLeftColumn(),
         console=err, transient=True, disable=not err.is_terminal,  # no stray newline in logs and pipes
     )
 
@@ -85,12 +107,17 @@ def progress_bar() -> Progress:
 @app.command()
 def enhance(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input) or folder; a trailing / always means a folder, made if missing.")] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only the K-th of N slices (1-based).")] = None,
+    suffix: Annotated[Optional[str], typer.Option("--suffix", help="Text after each output's stem, instead of _<model>[_x<scale>]; '' keeps the input's name.")] = None,
+    # Literal lists here keep `lowlight -h` from importing OpenCV; a test checks them against images.py.
+    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (the input's, TIFF for RAW), png, jpg, jpeg, tif, tiff, webp, bmp, heic, heif or avif.")] = "auto",
+    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG, WebP, HEIC and AVIF quality, 1-100 (default: 95 for JPEG and WebP, 90 for HEIC and AVIF).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned input -> output pairs and the skips; load no model, write nothing.")] = False,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
@@ -101,13 +128,21 @@ def enhance(
     strength: StrengthOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Enhance photos. Existing outputs are skipped, so an interrupted batch can simply be re-run.
+    """Enhance photos. Existing outputs are skipped, so an interrupted batch can simply be re-run, and
+    several processes on one folder share the work. Every output is checked before the model loads.
+
+    Outputs are named <stem>_<model>[_x<scale>].<input's suffix>, beside a single input or in the
+    output folder (default ./lowlight_<model>/), mirroring sub-folders.
 
     Examples:
 
       lowlight enhance dark.jpg                      # writes dark_<model>.jpg beside it
 
       lowlight enhance shots/ -r -o bright/ --model msrcr
+
+      lowlight enhance shots/ -o web/ --suffix '' --ext webp --quality 80
+
+      lowlight enhance shots/ -r -o bright/ --dry-run   # what would be written, and what skipped
 
       lowlight enhance big.tif --model neid --scale 2 --tile 512 --device cuda
 
@@ -116,15 +151,23 @@ def enhance(
       lowlight enhance dusk.jpg --strength 0.5       # half way, in linear light
     """
     from . import batch
+    from .images import check_quality
     from .inference import default_model_name, load_enhancer
 
     options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
-    enhancer = load_enhancer(model or default_model_name(), weights=weights, options=options)
-    jobs = batch.plan(inputs, output, label=enhancer.label, scale=enhancer.scale,
-                      recursive=recursive, shard=batch.parse_shard(shard))
+    check_quality(quality)
+    name = model or default_model_name()
+    naming = batch.naming(name, weights, scale=scale, suffix=suffix, ext=ext)
+    jobs = batch.plan(inputs, output, naming, recursive=recursive, shard=batch.parse_shard(shard))
+    batch.check_outputs(jobs, overwrite=overwrite)
     not_read = batch.files_not_read(inputs, recursive)
+    if dry_run:
+        _print_plan(jobs, naming.label, overwrite, as_json)
+        _print_not_read(not_read)
+        return
+    enhancer = load_enhancer(name, weights=weights, options=options)
     failures: list[LowlightError] = []
-    counts, busy = {"ok": 0, "skipped": 0, "failed": 0}, 0.0
+    counts, busy = dict.fromkeys(("ok", "skipped", "claimed", "failed"), 0), 0.0
     with progress_bar() as bar:
         files = bar.add_task("images", total=len(jobs))
         tiles = bar.add_task("tiles", total=None, visible=False)
@@ -133,28 +176,24 @@ def enhance(
             bar.update(tiles, completed=done, total=total, visible=total > 1)
 
         for job in jobs:
-            record = {"input": str(job.src), "output": str(job.dst), "model": enhancer.label}
-            if job.dst.exists() and not overwrite:
-                record |= {"seconds": 0.0, "status": "skipped"}
-            else:
-                try:
-                    seconds = batch.run_job(enhancer, job, on_tile)
-                    record |= {"seconds": round(seconds, 3), "status": "ok"}
-                except LowlightError as e:
-                    failures.append(e)
-                    record |= {"seconds": 0.0, "status": "failed", "error": e.message}
-            counts[record["status"]] += 1
-            busy += record["seconds"]
-            bar.update(tiles, visible=False)
+            bar.reset(tiles, total=None, visible=False)  # each image's time left from its own start
+            outcome = batch.process(enhancer, job, overwrite=overwrite, quality=quality, progress=on_tile)
+            record = {"input": str(job.src), "output": str(job.dst), "model": enhancer.label,
+                      "seconds": round(outcome.seconds, 3), "status": outcome.status}
+            if outcome.error is not None:
+                failures.append(outcome.error)
+                record["error"] = outcome.error.message
+            if outcome.holder is not None:
+                record["holder"] = outcome.holder
+            counts[outcome.status] += 1
+            busy += outcome.seconds
             bar.advance(files)
             if as_json:
                 print(json.dumps(record), flush=True)
             else:
-                out.print(f"{record['status']:>7}  {job.src} -> {job.dst}", highlight=False)
-    for path in not_read[:10]:
-        err.print(f"skipped: not an image lowlight reads: {path}", highlight=False, markup=False)
-    if len(not_read) > 10:
-        err.print(f"skipped: {len(not_read) - 10} more files lowlight does not read", highlight=False, markup=False)
+                by = f"  (by {outcome.holder})" if outcome.holder else ""
+                out.print(f"{outcome.status:>7}  {job.src} -> {job.dst}{by}", highlight=False, markup=False)
+    _print_not_read(not_read)
     err.print(batch_summary(counts, busy), highlight=False, markup=False)
     if failures:
         if len(jobs) > 1:
@@ -167,28 +206,78 @@ def enhance(
         raise typer.Exit(1)
 
 
+def _print_not_read(paths: list[Path]) -> None:
+    """The files of folder inputs that are not images lowlight reads: ten, then a count."""
+    for path in paths[:10]:
+        err.print(f"skipped: not an image lowlight reads: {path}", highlight=False, markup=False)
+    if len(paths) > 10:
+        err.print(f"skipped: {len(paths) - 10} more files lowlight does not read", highlight=False, markup=False)
+
+
+def _print_plan(jobs, label: str, overwrite: bool, as_json: bool) -> None:
+    """``--dry-run``: each job as ``planned`` or ``skipped`` (its output exists), then a count on stderr."""
+    counts = {"planned": 0, "skipped": 0}
+    for job in jobs:
+        status = "skipped" if job.dst.exists() and not overwrite else "planned"
+        counts[status] += 1
+        if as_json:
+            print(json.dumps({"input": str(job.src), "output": str(job.dst), "model": label, "status": status}), flush=True)
+        else:
+            out.print(f"{status:>7}  {job.src} -> {job.dst}", highlight=False, markup=False)
+    err.print(f"dry run: {counts['planned']} planned, {_skipped(counts['skipped'])}; nothing loaded or written",
+              highlight=False, markup=False)
+
+
 def batch_summary(counts: dict[str, int], seconds: float) -> str:
-    """The end-of-batch line: how many were done, skipped (with the way to redo them) and failed, and the time."""
+    """The end-of-batch line: how many were done, skipped (with the way to redo them), left to other
+    processes and failed, and the time."""
     per = f", {seconds / counts['ok']:.1f} s per image" if counts["ok"] else ""
-    skipped = f"{counts['skipped']} skipped" + (" (outputs exist; --overwrite redoes them)" if counts["skipped"] else "")
-    return f"{counts['ok']} done, {skipped}, {counts['failed']} failed in {seconds:.1f} s{per}"
+    claimed = f", {counts['claimed']} in progress elsewhere" if counts["claimed"] else ""
+    return f"{counts['ok']} done, {_skipped(counts['skipped'])}{claimed}, {counts['failed']} failed in {seconds:.1f} s{per}"
+
+
+def _skipped(count: int) -> str:
+    return f"{count} skipped" + (" (outputs exist; --overwrite redoes them)" if count else "")
 
 
 @app.command()
-def models(as_json: JsonOpt = False) -> None:
-    """List every model and baseline: kind, scales, parameters, weights, LOL eval15 score."""
-    from .evaluate import model_rows
+def models(
+    show_all: Annotated[bool, typer.Option("--all", help="Also the test-only *_tiny variants.")] = False,
+    macs: Annotated[bool, typer.Option("--macs", help="Add multiply-accumulates per pixel (a forward pass of each model: seconds).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the models and baselines: kind, scales, parameters, weights, LOL eval15 score; the default is marked.
 
-    rows = model_rows()
+    Examples:
+
+      lowlight models
+
+      lowlight models --all --macs --json
+    """
+    from .evaluate import format_macs, format_params, model_rows
+
+    rows = model_rows(include_tests=show_all, macs=macs)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="lowlight models")
-    for col in rows[0]:
+    columns = ["name", "kind", "scales", "params", *(["MACs/px"] if macs else []), "weights", "lol_eval15", "summary"]
+    table = Table(title="lowlight models", caption=None if show_all else "test-only *_tiny variants: --all")
+    for col in columns:
         # Names and figures stay on one line; only the summary wraps.
         table.add_column(col, no_wrap=col != "summary")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        scored = row["eval15_psnr"] is not None and row["eval15_ssim"] is not None
+        cells = {
+            "name": row["name"] + (" (default)" if row["default"] else ""),
+            "kind": row["kind"],
+            "scales": ",".join(map(str, row["scales"])),
+            "params": format_params(row["params"]),
+            "MACs/px": format_macs(row.get("macs_per_px")),
+            "weights": row["weights"],
+            "lol_eval15": f"{row['eval15_psnr']:.2f} / {row['eval15_ssim']:.3f}" if scored else "-",
+            "summary": row["summary"],
+        }
+        table.add_row(*(cells[c] for c in columns))
     # Piped output has no terminal width to respect (rich assumes 80): give it room for one line per model.
     (out if out.is_terminal else Console(width=200, soft_wrap=True)).print(table)
 
@@ -422,7 +511,8 @@ def compare(
         target = input_path.with_name(name) if output is None else output / name if output.is_dir() else output
         if target.exists() and target.resolve() == input_path.resolve():
             raise OutputError(f"output {target} would overwrite the input", "choose another -o")
-        grid, rows = compare_image(input_path, names, ref, options)
+        with progress_bar() as bar:
+            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"))
         save_grid(target, grid)
         if as_json:
             print(json.dumps({"output": str(target), "models": json_ready(rows)}, indent=2))
@@ -457,11 +547,19 @@ def _interrupt(signum, frame) -> None:
     raise Interrupted
 
 
+class _LineHandler(logging.Handler):
+    """``LEVEL: message`` on stderr, never wrapped, for logs and pipes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"{record.levelname}: {self.format(record)}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     debug = bool(os.environ.get("LOWLIGHT_DEBUG"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
-        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+        # Off a terminal, one whole line per record: RichHandler lays records out in an 80-column table.
+        handlers=[RichHandler(console=err, show_time=False, show_path=False) if err.is_terminal else _LineHandler()],
     )
     # Ctrl-C as an exception click does not catch (it turns KeyboardInterrupt into a silent exit 130);
     # it unwinds through every finally, so no temporary output file is left behind.

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import registry
 from .data import default_lol_roots, find_pairs
@@ -206,7 +207,8 @@ class EvalResult:
     ``rows``: one dict per (model, image) with :data:`ROW_KEYS` (PSNR in dB, SSIM in [-1, 1],
     ``seconds`` of enhancement alone), model-major. ``summary``: one dict per model with the means
     of the metrics and of ``seconds`` plus ``images``. ``outputs``: stem -> model label -> output
-    ``(H, W, 3)`` in [0, 1], only for the stems :func:`evaluate` was asked to keep.
+    ``(H, W, 3)`` in [0, 1], only for the stems :func:`evaluate` was asked to keep. ``captions``: model
+    label -> its name with the scale it ran at (:func:`panel_name`), for grids.
     """
 
     split_dir: Path
@@ -214,6 +216,7 @@ class EvalResult:
     rows: list[dict[str, Any]]
     summary: list[dict[str, Any]]
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    captions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data; an infinite PSNR (identical images) becomes null."""
@@ -273,7 +276,7 @@ def evaluate(
         for label, rows in per_model.items()
     ]
     rows = [r for model_rows in per_model.values() for r in model_rows]
-    return EvalResult(Path(split_dir), len(pairs), rows, summary, outputs)
+    return EvalResult(Path(split_dir), len(pairs), rows, summary, outputs, {e.label: panel_name(e) for e in enhancers})
 
 
 def check_rows_path(path: Path) -> Path:
@@ -320,12 +323,31 @@ def default_models() -> list[str]:
     return [s.name for s in registry.specs() if _weights_source(s) != "none"]
 
 
-def _parameters(spec: registry.ModelSpec) -> str:
-    if spec.kind == "baseline":
-        return "-"
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
+class _SkipInit(TorchFunctionMode):
+    """In-place fills of meta tensors (``normal_``, ``zero_``, ``nn.init.kaiming_uniform_`` ...) as no-ops:
+    there are no values to fill, and their Python meta kernels import torch's compiler stack (3-4 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # nn.init passes the tensor by keyword
+        if name.endswith("_") and not name.startswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
+def parameter_count(spec: registry.ModelSpec) -> int:
+    """Parameters of ``spec``'s network, built on the meta device without initialising: shapes only, no
+    memory, milliseconds even for the 43 M-parameter variants."""
+    with torch.device("meta"), _SkipInit():
         net = spec.create()
-    count = sum(p.numel() for p in net.parameters())
+    return sum(p.numel() for p in net.parameters())
+
+
+def format_params(count: int | None) -> str:
+    """``93_000`` -> ``"0.09 M"``; ``"-"`` for a baseline (None)."""
+    if count is None:
+        return "-"
     return f"{count / 1e6:.2f} M" if count >= 5_000 else "<0.01 M"
 
 
@@ -372,37 +394,52 @@ def macs_per_pixel(spec: registry.ModelSpec) -> float:
     return total / (side * side)
 
 
-def _macs(spec: registry.ModelSpec) -> str:
-    if spec.kind == "baseline":
+def format_macs(value: float | None) -> str:
+    """Multiply-accumulates per pixel with a unit: ``85_200.0`` -> ``"85.2 k"``; ``"-"`` for a baseline (None)."""
+    if value is None:
         return "-"
-    value = macs_per_pixel(spec)
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value:.0f}"
 
 
-def model_rows() -> list[dict[str, str]]:
-    """One row per registered model for ``lowlight models``: name, kind, scales, params, MACs/px
-    (multiply-accumulates per input pixel, see :func:`macs_per_pixel`), weights, lol_eval15
-    (``"psnr / ssim"`` of the default weights, plain protocol, or "-") and summary."""
+def model_rows(*, include_tests: bool = False, macs: bool = False) -> list[dict[str, Any]]:
+    """One row per registered model for ``lowlight models``, as data (numbers as numbers).
+
+    Keys: ``name``, ``kind``, ``scales`` (list of ints), ``params`` (int; None for a baseline), ``weights``
+    (bundled, hub, none; "-" for a baseline), ``default`` (what ``enhance`` runs without ``--model``),
+    ``eval15_psnr`` / ``eval15_ssim`` (the default weights' plain LOL eval15 scores, or None) and
+    ``summary``. Parameters come from constructors on the meta device, so the listing takes well under
+    a second. ``macs`` adds ``macs_per_px`` (see :func:`macs_per_pixel`): one forward pass per model, on
+    the meta device too, but several seconds in all (meta kernels load torch's compiler stack).
+    Test-only variants (:attr:`registry.ModelSpec.test_only`) only with ``include_tests``.
+    """
+    from .inference import default_model_name
     from .weights import entry_for
 
+    default = default_model_name()
     rows = []
     for spec in registry.specs():
-        entry = entry_for(spec.name) if spec.kind == "learned" else None
+        if spec.test_only and not include_tests:
+            continue
+        learned = spec.kind == "learned"
+        entry = entry_for(spec.name) if learned else None
         metrics = entry.metrics if entry is not None else {}
-        scored = "eval15_psnr" in metrics and "eval15_ssim" in metrics
-        rows.append({
+        row = {
             "name": spec.name,
             "kind": spec.kind,
-            "scales": ",".join(map(str, spec.scales)),
-            "params": _parameters(spec),
-            "MACs/px": _macs(spec),
+            "scales": list(spec.scales),
+            "params": parameter_count(spec) if learned else None,
             "weights": _weights_source(spec),
-            "lol_eval15": f"{metrics['eval15_psnr']:.2f} / {metrics['eval15_ssim']:.3f}" if scored else "-",
+            "default": spec.name == default,
+            "eval15_psnr": metrics.get("eval15_psnr"),
+            "eval15_ssim": metrics.get("eval15_ssim"),
             "summary": spec.summary,
-        })
+        }
+        if macs:
+            row["macs_per_px"] = macs_per_pixel(spec) if learned else None
+        rows.append(row)
     return rows
 
 
@@ -450,10 +487,21 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
     return grid
 
 
-def _label(row: dict[str, Any]) -> str:
+def panel_name(enhancer: Enhancer) -> str:
+    """The model's label and, for a model with several scales, the scale its output shows: ``neid x2``,
+    or ``neid x1 (input halved)``, NEID's paper protocol (the input halved, the x2 output at its size)."""
+    spec = enhancer.spec
+    if len(spec.scales) == 1:
+        return enhancer.label
+    shrink = spec.scale // enhancer.scale
+    how = "" if shrink == 1 else " (input halved)" if shrink == 2 else f" (input / {shrink})"
+    return f"{enhancer.label} x{enhancer.scale}{how}"
+
+
+def _label(name: str, row: dict[str, Any]) -> str:
     if "psnr" not in row:
-        return row["model"]
-    return f"{row['model']}  {row['psnr']:.2f} dB / {row['ssim']:.3f}"
+        return name
+    return f"{name}  {row['psnr']:.2f} dB / {row['ssim']:.3f}"
 
 
 def save_grid(path: Path, grid: np.ndarray) -> None:
@@ -467,14 +515,20 @@ def save_grid(path: Path, grid: np.ndarray) -> None:
 
 
 def compare_image(
-    input_path: Path, methods: Sequence[str], ref: Path | None = None, options: RunOptions = RunOptions()
+    input_path: Path,
+    methods: Sequence[str],
+    ref: Path | None = None,
+    options: RunOptions = RunOptions(),
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Run every method on one image: a grid (input, each output, the reference if any) and one row
-    per method (``model``, ``seconds``, and with ``ref`` the :data:`METRICS` against it)."""
+    """Run every method on one image: a grid (input, each output captioned with :func:`panel_name`, the
+    reference if any) and one row per method (``model``, ``seconds``, and with ``ref`` the
+    :data:`METRICS` against it). ``progress(done, total)`` is called after each method."""
     low = read_image(input_path).rgb
     target = None if ref is None else read_image(ref).rgb
     panels, labels, rows = [low], ["input"], []
-    for enhancer in _load(methods, options):
+    enhancers = _load(methods, options)
+    for done, enhancer in enumerate(enhancers, 1):
         pred, seconds = _run(enhancer, low)
         row = {"model": enhancer.label}
         if target is not None:
@@ -482,7 +536,9 @@ def compare_image(
         row["seconds"] = seconds
         rows.append(row)
         panels.append(pred)
-        labels.append(_label(row))
+        labels.append(_label(panel_name(enhancer), row))
+        if progress is not None:
+            progress(done, len(enhancers))
     if target is not None:
         panels.append(target)
         labels.append("reference")
@@ -507,6 +563,6 @@ def compare_dataset(
         outputs = result.outputs[pair.stem]
         grids[pair.stem] = compare_grid(
             [read_image(pair.low).rgb, *outputs.values(), read_image(pair.high).rgb],
-            ["input", *(_label(rows[m]) for m in outputs), "reference"],
+            ["input", *(_label(result.captions[m], rows[m]) for m in outputs), "reference"],
         )
     return result, grids

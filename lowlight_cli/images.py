@@ -24,7 +24,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError, features
 
-from .errors import InputImageError, OutputError
+from .errors import InputImageError, OutputError, UsageError
 
 # Photographs of 50-200 MP are this tool's job, not decompression bombs; cv2's own warnings about bad
 # files are replaced by our one-line errors.
@@ -42,6 +42,7 @@ READ_SUFFIXES = (*_FORMATS, *RAW_SUFFIXES)  # what read_image takes, and folder 
 # opens; HEIC (without an encoder) to JPEG, lossy and 8-bit like a phone's HEIC, and carrying EXIF and ICC.
 _DEFAULT_OUTPUT = {"RAW": ".tif", "HEIF": ".jpg"}
 # HEIC and AVIF at 90: on their own quality scales about what JPEG 95 is, at half JPEG's size or less.
+WRITE_SUFFIXES = tuple(_FORMATS)  # what write_image takes (where the codec is installed), and --ext offers
 _SAVE_OPTIONS = {
     "JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_lzw"},
     "HEIF": {"quality": 90}, "AVIF": {"quality": 90},
@@ -160,8 +161,10 @@ def check_output(path: Path) -> str:
         )
     fmt = _FORMATS.get(suffix)
     if fmt is None:
+        why = f"{Path(path).suffix} is not a format we write" if suffix else "it has no suffix"
         raise OutputError(
-            f"cannot tell the image format of {path}", f"end the file name in one of {', '.join(_FORMATS)}"
+            f"cannot tell the image format of {path}: {why}",
+            f"end the file name in one of {', '.join(_FORMATS)}, or end -o in / for a folder",
         )
     if not _can_write(fmt):
         reason, hint = _NO_ENCODER[fmt]
@@ -169,11 +172,20 @@ def check_output(path: Path) -> str:
     return fmt
 
 
-def write_image(path: Path, picture: Picture) -> None:
+def check_quality(quality: int | None) -> int | None:
+    """``quality`` if it is None (each format's default) or 1-100, else UsageError, before any work."""
+    if quality is not None and not 1 <= quality <= 100:
+        defaults = ", ".join(f"{fmt} {options['quality']}" for fmt, options in _SAVE_OPTIONS.items() if "quality" in options)
+        raise UsageError(f"--quality {quality} is not between 1 and 100", f"1 is the smallest file, 100 the best; defaults: {defaults}")
+    return quality
+
+
+def write_image(path: Path, picture: Picture, *, quality: int | None = None) -> None:
     """Encode ``picture`` in the format its suffix names and replace ``path`` atomically.
 
     Values are clipped to [0, 1] and rounded. 16-bit sources stay 16-bit in PNG and TIFF, become 10-bit in
-    HEIC and 8-bit elsewhere (JPEG quality 95, WebP quality 95, HEIC and AVIF quality 90). Greyscale sources
+    HEIC and 8-bit elsewhere (JPEG, WebP, HEIC and AVIF at ``quality``, 1-100; by default 95 for JPEG and
+    WebP, 90 for HEIC and AVIF). Greyscale sources
     are written as greyscale (mean of the channels), except in WebP and HEIC; 16-bit greyscale with alpha
     becomes RGBA with equal colour channels. Alpha is resized (bilinear) to the pixels when their size
     changed, and dropped for JPEG and BMP (common readers ignore a BMP's fourth channel). EXIF goes into PNG,
@@ -190,9 +202,9 @@ def write_image(path: Path, picture: Picture) -> None:
         pixels = pixels[..., [0, 0, 0, 1]]
     try:
         if fmt == "HEIF":
-            data = _encode_heif(pixels, picture)
+            data = _encode_heif(pixels, picture, quality)
         else:
-            data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture)
+            data = _encode16(pixels, fmt, picture) if bits == 16 else _encode8(pixels, fmt, picture, quality)
     except (OSError, ValueError, cv2.error) as e:
         raise OutputError(f"cannot encode {path.name} as {fmt}: {e}", "try a .png or .tif output") from e
     write_atomic(path, data)
@@ -384,9 +396,17 @@ def _output_pixels(picture: Picture, bits: int, keep_alpha: bool) -> np.ndarray:
     return _quantize(np.concatenate(planes, axis=2), bits)
 
 
-def _encode8(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+def _save_options(fmt: str, quality: int | None) -> dict:
+    """The encoder's options for ``fmt``; ``quality`` replaces the default of a lossy format."""
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if quality is not None and "quality" in options:
+        options["quality"] = quality
+    return options
+
+
+def _encode8(pixels: np.ndarray, fmt: str, picture: Picture, quality: int | None) -> bytes:
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    options = _save_options(fmt, quality)
     if picture.icc:
         options["icc_profile"] = picture.icc
     if picture.exif and fmt != "TIFF":
@@ -396,7 +416,7 @@ def _encode8(pixels: np.ndarray, fmt: str, picture: Picture) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_heif(pixels: np.ndarray, picture: Picture) -> bytes:
+def _encode_heif(pixels: np.ndarray, picture: Picture, quality: int | None) -> bytes:
     """HEIC through pillow-heif: RGB(A), 8-bit, or 10-bit from uint16 (x265's Main 10, which HEIC viewers
     decode; monochrome HEIC is not widely read, so grey is written as RGB)."""
     if pixels.shape[2] <= 2:
@@ -404,7 +424,7 @@ def _encode_heif(pixels: np.ndarray, picture: Picture) -> bytes:
     mode = ("RGBA" if pixels.shape[2] == 4 else "RGB") + (";16" if pixels.dtype == np.uint16 else "")
     heif = pillow_heif.from_bytes(mode, (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes())
     buffer = io.BytesIO()
-    heif.save(buffer, exif=picture.exif, icc_profile=picture.icc, **_SAVE_OPTIONS["HEIF"])
+    heif.save(buffer, exif=picture.exif, icc_profile=picture.icc, **_save_options("HEIF", quality))
     return buffer.getvalue()
 
 
@@ -447,19 +467,59 @@ def _with_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> byt
     return png[:33] + extra + png[33:]
 
 
+def _temporary_beside(path: Path) -> Path:
+    """A hidden, unique name in the folder of ``path`` (folder walks skip hidden files)."""
+    return path.parent / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+
+
+def _cannot_write(path: Path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {e.strerror or e}", "check that the folder is writable and has free space")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``."""
+    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``.
+
+    Every OSError (no permission, a read-only file system, a full disk) becomes one OutputError for
+    ``path``; the temporary file is gone afterwards, also after Ctrl-C, and an old ``path`` is untouched.
+    """
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist", f"create it first: mkdir -p {folder}")
-    temporary = folder / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+    temporary = _temporary_beside(path)
     try:
-        with open(temporary, "xb") as f:
-            f.write(data)
-        temporary.replace(path)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
+        raise _cannot_write(path, e) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException as e:
+        # The clean-up must not raise in its turn (it would hide the first error behind a traceback).
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(e, OSError):
+            raise _cannot_write(path, e) from e
+        raise
+
+
+def check_writable_folder(folder: Path) -> None:
+    """OutputError unless a file can be created in ``folder`` or, when it does not exist yet, in its
+    nearest existing parent (where its sub-folders will be made). Creates and removes one hidden probe
+    file, which is the only test that sees read-only mounts, ACLs and root-squashed network shares alike."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot make the output folder {folder}: {existing} is a file", "choose another -o")
+    probe = _temporary_beside(existing / "probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as e:
+        where = f"the output folder {folder}" if existing == folder else f"{existing} to make the output folder {folder}"
         raise OutputError(
-            f"cannot write {path}: {e.strerror or e}", "check that the folder is writable and has free space"
+            f"cannot write into {where}: {e.strerror or e}",
+            "choose a writable -o folder (check permissions, a read-only mount, free space)",
         ) from e
-    finally:
-        temporary.unlink(missing_ok=True)  # already gone after a successful rename
+    with contextlib.suppress(OSError):
+        probe.unlink()

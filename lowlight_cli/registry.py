@@ -94,6 +94,11 @@ class ModelSpec:
         """The model's native output scale."""
         return self.scales[-1]
 
+    @property
+    def test_only(self) -> bool:
+        """Variants named ``*_tiny`` exist to make tests fast; ``lowlight models`` lists them only with ``--all``."""
+        return self.name.endswith("_tiny")
+
     def create(self) -> Any:
         """A freshly initialised network (random weights: only for training or tests)."""
         if self.build is None:

@@ -64,3 +64,58 @@ def cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)`` makes every write under ``folder`` fail with EROFS, as on a read-only mount
+    (``read_only(folder, errno.EACCES)``: as in a folder without write permission).
+
+    Injected rather than made with chmod, which does not stop root (CI runs as root): creating, opening
+    for writing, renaming, linking, removing and touching files, and making folders, all raise.
+    """
+    import builtins
+    import errno
+    import io
+    import os
+
+    roots: dict[str, int] = {}  # folder -> the errno its writes fail with
+
+    def blocked(path) -> int:
+        p = os.path.abspath(os.fsdecode(path))
+        return next((code for r, code in roots.items() if p == r or p.startswith(r + os.sep)), 0)
+
+    def refuse(path):
+        code = blocked(path)
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+    def one_path(fn, writes=lambda *a, **k: True):
+        def guarded(path, *args, **kwargs):
+            if not isinstance(path, int) and blocked(path) and writes(*args, **kwargs):
+                refuse(path)
+            return fn(path, *args, **kwargs)
+        return guarded
+
+    def two_paths(fn):
+        def guarded(src, dst, *args, **kwargs):
+            for path in (src, dst):
+                if blocked(path):
+                    refuse(path)
+            return fn(src, dst, *args, **kwargs)
+        return guarded
+
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    monkeypatch.setattr(os, "open", one_path(os.open, lambda flags, *a, **k: bool(flags & write_flags)))
+    opens_for_writing = lambda mode="r", *a, **k: any(c in mode for c in "wxa+")  # noqa: E731
+    monkeypatch.setattr(builtins, "open", one_path(builtins.open, opens_for_writing))
+    monkeypatch.setattr(io, "open", one_path(io.open, opens_for_writing))
+    for name in ("mkdir", "unlink", "remove", "rmdir", "utime"):
+        monkeypatch.setattr(os, name, one_path(getattr(os, name)))
+    for name in ("replace", "rename", "link"):
+        monkeypatch.setattr(os, name, two_paths(getattr(os, name)))
+
+    def make_read_only(folder: Path, code: int = errno.EROFS) -> None:
+        roots[os.path.abspath(folder)] = code
+
+    make_read_only.undo = lambda folder: roots.pop(os.path.abspath(folder))
+    return make_read_only

@@ -44,3 +44,28 @@ def test_ctrl_c_says_interrupted_exits_130_and_leaves_no_file(tmp_path):
     assert run.returncode == 130, run.stderr
     assert "Interrupted." in run.stderr and "Traceback" not in run.stderr
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["in.png"]
+
+
+def test_log_lines_off_a_terminal_are_whole(capsys):
+    import logging
+
+    from lowlight_cli.cli import _LineHandler
+
+    message = "a warning long enough to be wrapped at 80 columns by rich's log table " * 3
+    _LineHandler().handle(logging.LogRecord("lowlight", logging.WARNING, __file__, 1, message.strip(), None, None))
+    assert capsys.readouterr().err == f"WARNING: {message.strip()}\n"
+
+
+def test_time_left_is_known_after_the_first_slow_step():
+    # One tile a minute: rich's TimeRemainingColumn, which needs two steps within 30 s, said -:--:--.
+    from rich.progress import Progress
+
+    from lowlight_cli.cli import TimeLeftColumn
+
+    now = [0.0]
+    bar = Progress(get_time=lambda: now[0])
+    task = bar.add_task("tiles", total=4)
+    assert str(TimeLeftColumn().render(bar.tasks[task])) == "0:00:00 elapsed, -:--:-- left"
+    now[0] = 60.0
+    bar.update(task, completed=1)
+    assert str(TimeLeftColumn().render(bar.tasks[task])) == "0:01:00 elapsed, 0:03:00 left"

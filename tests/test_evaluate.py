@@ -14,7 +14,7 @@ from conftest import dark_image
 from lowlight_cli import evaluate, registry
 from lowlight_cli.errors import DatasetError, UsageError
 from lowlight_cli.images import read_image, to_uint8
-from lowlight_cli.inference import RunOptions, load_enhancer
+from lowlight_cli.inference import RunOptions, default_model_name, load_enhancer
 from lowlight_cli.metrics import gt_mean, psnr, ssim
 
 # stem -> (low suffix, high suffix): pairing must go by stem whatever the extension.
@@ -209,24 +209,66 @@ def test_wrong_output_size_says_use_scale_1():
     assert "--scale 1" in info.value.hint
 
 
-def test_model_rows_cover_the_registry(cli):
-    code, out, _ = cli("models", "--json")
+def test_model_rows_cover_the_registry_with_numbers_as_numbers(cli):
+    code, out, _ = cli("models", "--json", "--all")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert rows["gamma"]["params"] == "-" and rows["gamma"]["weights"] == "-"
-    assert rows["msrnet"]["params"].endswith(" M") and rows["msrnet"]["weights"] in ("bundled", "hub", "none")
+    assert set(rows) == {spec.name for spec in registry.specs()}
+    assert rows["gamma"]["params"] is None and rows["gamma"]["weights"] == "-"
+    assert rows["msrnet"]["params"] == sum(p.numel() for p in registry.get("msrnet").create().parameters())
+    assert rows["msrnet"]["weights"] in ("bundled", "hub", "none") and rows["neid"]["scales"] == [1, 2]
+    assert rows["msrnet"]["eval15_psnr"] == pytest.approx(18.06) and "macs_per_px" not in rows["msrnet"]
+    assert [name for name, row in rows.items() if row["default"]] == [default_model_name()]
     defaults = evaluate.default_models()
     assert set(MODELS) <= set(defaults) and "msrnet_tiny" not in defaults
 
 
-def test_model_table_piped_keeps_one_line_per_model(cli):
+def test_models_hides_test_variants_unless_all(cli):
+    code, out, _ = cli("models", "--json")
+    names = {r["name"] for r in json.loads(out)}
+    assert code == 0 and "msrnet" in names and not any(n.endswith("_tiny") for n in names)
+
+
+def test_model_table_piped_keeps_one_line_per_model_and_marks_the_default(cli):
     code, out, _ = cli("models")
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("│")]
     lines = {line.split("│")[1].strip(): line for line in rows}
     lines.pop("", None)  # a long summary may wrap onto a continuation line
-    assert set(lines) == {spec.name for spec in registry.specs()}  # no name cut or wrapped
+    default = default_model_name()
+    assert f"{default} (default)" in lines
+    lines[default] = lines.pop(f"{default} (default)")
+    assert set(lines) == {spec.name for spec in registry.specs() if not spec.test_only}  # no name cut or wrapped
     assert "31.80 M" in lines["mirnet_paper"] and "learned" in lines["mirnet_paper"]
+
+
+def test_models_builds_no_real_network_and_runs_no_forward_pass(monkeypatch):
+    # The listing used to build and run every network (7.8 s with the 43 M-parameter variants):
+    # parameters must come from shapes alone, and MACs (a forward pass) only when asked for.
+    devices = set()
+    register = torch.nn.Module.register_parameter
+
+    def record(self, name, param):
+        if param is not None:
+            devices.add(param.device.type)
+        return register(self, name, param)
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("a forward pass ran")
+
+    monkeypatch.setattr(torch.nn.Module, "register_parameter", record)
+    monkeypatch.setattr(evaluate, "count_macs", no_forward)
+    rows = evaluate.model_rows(include_tests=True)
+    assert devices == {"meta"} and all(r["params"] > 0 for r in rows if r["kind"] == "learned")
+
+
+def test_models_macs_on_request(cli, monkeypatch):
+    monkeypatch.setattr(evaluate, "macs_per_pixel", lambda spec: 1234.0)  # the real count runs every network
+    code, out, _ = cli("models", "--macs", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and rows["msrnet"]["macs_per_px"] == 1234.0 and rows["gamma"]["macs_per_px"] is None
+    code, out, _ = cli("models", "--macs")
+    assert code == 0 and "MACs/px" in out and "1.2 k" in out
 
 
 @pytest.mark.lol
@@ -290,3 +332,22 @@ def test_split_val_is_the_training_hold_out(tmp_path):
     assert val == [stems[i] for i in idx] and len(val) == 3
     result = evaluate.evaluate(["gamma"], evaluate.resolve_dataset("lol", root, "val"), RunOptions(device="cpu"))
     assert sorted(r["image"] for r in result.rows) == sorted(val)
+
+
+def test_panel_names_say_the_scale_of_models_with_several():
+    neid, msrnet = registry.get("neid"), registry.get("msrnet")
+    name = lambda spec, scale: evaluate.panel_name(SimpleNamespace(spec=spec, label=f"{spec.name}.lol", scale=scale))  # noqa: E731
+    assert name(neid, 1) == "neid.lol x1 (input halved)"
+    assert name(neid, 2) == "neid.lol x2"
+    assert name(msrnet, 1) == "msrnet.lol"
+
+
+def test_compare_image_captions_the_scale_and_reports_progress_per_method(tmp_path, monkeypatch):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image(32, 32))
+    captions, calls = [], []
+    grid = evaluate.compare_grid
+    monkeypatch.setattr(evaluate, "compare_grid", lambda rgbs, labels: captions.extend(labels) or grid(rgbs, labels))
+    evaluate.compare_image(src, ["gamma", "neid"], options=RunOptions(device="cpu"), progress=lambda *a: calls.append(a))
+    assert captions == ["input", "gamma", "neid.lol x1 (input halved)"]
+    assert calls == [(1, 2), (2, 2)]

@@ -305,8 +305,8 @@ def test_folder_run_reads_heic_avif_raw_and_lists_what_it_does_not(cli, tmp_path
     code, _, err = cli("enhance", folder, "-r", "-o", out, "--model", "gamma")
     assert code == 0, err
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == ["a.heic", "b.avif", "c.tif", "sub/d.tif"]
-    assert pillow_heif.open_heif(out / "a.heic").info["bit_depth"] == 8
+    assert written == ["a_gamma.heic", "b_gamma.avif", "c_gamma.tif", "sub/d_gamma.tif"]
+    assert pillow_heif.open_heif(out / "a_gamma.heic").info["bit_depth"] == 8
     skipped = [line for line in err.splitlines() if line.startswith("skipped:")]
     assert skipped == [
         f"skipped: not an image lowlight reads: {folder / 'notes.txt'}",

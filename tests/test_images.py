@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import cv2
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from lowlight_cli.errors import InputImageError, OutputError
-from lowlight_cli.images import Picture, read_image, to_uint8, write_image
+from lowlight_cli.errors import InputImageError, OutputError, UsageError
+from lowlight_cli.images import (
+    WRITE_SUFFIXES, Picture, check_output, check_quality, check_writable_folder, read_image, to_uint8, write_image,
+)
 
 H, W = 12, 20
 
@@ -372,3 +375,61 @@ def test_successful_write_replaces_and_leaves_only_the_output(tmp_path):
     write_image(tmp_path / "out.png", _picture())
     assert os.listdir(tmp_path) == ["out.png"]
     assert read_image(tmp_path / "out.png").rgb.shape == (H, W, 3)
+
+
+def test_read_only_file_system_is_one_output_error_and_leaves_nothing(tmp_path, read_only):
+    # On a read-only mount even the clean-up's unlink of the never-created temporary file raises
+    # EROFS; it used to escape as a traceback in place of the OutputError.
+    (tmp_path / "out.png").write_bytes(b"old")
+    read_only(tmp_path)
+    with pytest.raises(OutputError, match="Read-only file system") as caught:
+        write_image(tmp_path / "out.png", _picture())
+    assert caught.value.hint
+    read_only.undo(tmp_path)
+    assert os.listdir(tmp_path) == ["out.png"] and (tmp_path / "out.png").read_bytes() == b"old"
+
+
+def test_failed_rename_and_failed_clean_up_still_give_the_output_error(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    unlink = os.unlink
+    monkeypatch.setattr(os, "unlink", refuse)
+    with pytest.raises(OutputError, match="cannot write .*out.png: Read-only file system"):
+        write_image(tmp_path / "out.png", _picture())
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+@pytest.mark.parametrize("state", ["missing", "read-only", "file"])
+def test_check_writable_folder(tmp_path, read_only, state):
+    folder = tmp_path / "out" / "sub"
+    if state == "read-only":
+        read_only(tmp_path)
+    if state == "file":
+        (tmp_path / "out").write_text("")
+    if state == "missing":
+        check_writable_folder(folder)  # to be made inside a writable folder: fine, and nothing made
+        assert os.listdir(tmp_path) == []
+        return
+    with pytest.raises(OutputError, match="Read-only file system" if state == "read-only" else "is a file"):
+        check_writable_folder(folder)
+
+
+def test_unknown_output_suffix_lists_the_ones_we_write(tmp_path):
+    with pytest.raises(OutputError) as caught:
+        check_output(tmp_path / "notes.txt")
+    assert ".txt" in caught.value.message and all(s in caught.value.hint for s in WRITE_SUFFIXES)
+
+
+def test_quality_sets_jpeg_and_webp_size(tmp_path):
+    rng = np.random.default_rng(0)
+    picture = Picture(rng.random((64, 64, 3), dtype=np.float32), None, 8, False, None, None)
+    for suffix in (".jpg", ".webp"):
+        sizes = []
+        for quality in (30, 95):
+            write_image(tmp_path / f"q{quality}{suffix}", picture, quality=quality)
+            sizes.append((tmp_path / f"q{quality}{suffix}").stat().st_size)
+        assert sizes[0] < sizes[1] * 0.7, sizes
+    with pytest.raises(UsageError):
+        check_quality(0)

@@ -1,0 +1,171 @@
+"""The bad-input matrix: every way a careful user can get `enhance` wrong, each answered by one `Error:`
+line and a `Hint:`, a non-zero exit, no traceback, inputs byte-identical and no file left behind.
+
+Weight-free baselines (and the small bundled msrnet where a learned model is needed) keep it fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+GOOD = "good.png"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def one_error(err: str) -> str:
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, err
+    assert any(line.startswith("Hint: ") for line in err.splitlines()), err
+    return errors[0]
+
+
+@pytest.fixture
+def folder(tmp_path, write_dark):
+    write_dark(tmp_path / GOOD)
+    return tmp_path
+
+
+def _missing(tmp, ro):
+    return [tmp / "missing.png"], 1, "no such file or folder"
+
+
+def _empty(tmp, ro):
+    (tmp / "empty.jpg").write_bytes(b"")
+    return [tmp / "empty.jpg", "-o", tmp / "out.png"], 1, "is empty (0 bytes)"
+
+
+def _truncated(tmp, ro):
+    data = (tmp / GOOD).read_bytes()
+    (tmp / "cut.png").write_bytes(data[: len(data) // 2])
+    return [tmp / "cut.png", "-o", tmp / "out.png"], 1, "truncated or damaged"
+
+
+def _not_an_image(tmp, ro):
+    (tmp / "text.jpg").write_text("hello, not a photo")
+    return [tmp / "text.jpg", "-o", tmp / "out.png"], 1, "not a readable image"
+
+
+def _unknown_input_suffix(tmp, ro):
+    (tmp / "notes.txt").write_text("shopping list")
+    return [tmp / "notes.txt"], 1, "not a readable image"
+
+
+def _unknown_output_suffix(tmp, ro):
+    return [tmp / GOOD, "-o", tmp / "notes.txt"], 1, "cannot tell the image format"
+
+
+def _no_images(tmp, ro):
+    (tmp / "empty_folder").mkdir()
+    (tmp / "empty_folder" / "readme.txt").write_text("no photos here")
+    return [tmp / "empty_folder"], 1, "no images in folder"
+
+
+def _unwritable_output(tmp, ro):
+    (tmp / "locked").mkdir()
+    ro(tmp / "locked", errno.EACCES)
+    return [tmp / GOOD, "-o", f"{tmp}/locked/"], 1, "Permission denied"
+
+
+def _read_only_file_system(tmp, ro):
+    (tmp / "mnt").mkdir()
+    ro(tmp / "mnt")
+    return [tmp / GOOD, "-o", tmp / "mnt" / "sub" / "out.png"], 1, "Read-only file system"
+
+
+def _raw_output(tmp, ro):
+    return [tmp / GOOD, "-o", tmp / "out.dng"], 1, "camera RAW is read, never written"
+
+
+def _output_exists(tmp, ro):
+    (tmp / "done.png").write_bytes(b"an earlier result")
+    return [tmp / GOOD, "-o", tmp / "done.png"], 1, "exists and was not overwritten"
+
+
+def _output_over_input(tmp, ro):
+    return [tmp / GOOD, "-o", tmp / GOOD], 1, "would overwrite an input"
+
+
+def _two_inputs_one_output(tmp, ro):
+    (tmp / "sub").mkdir()
+    (tmp / "sub" / GOOD).write_bytes((tmp / GOOD).read_bytes())
+    return [tmp / GOOD, tmp / "sub" / GOOD, "-o", tmp / "out"], 1, "would both be written"
+
+
+def _several_inputs_to_a_file(tmp, ro):
+    (tmp / "b.png").write_bytes((tmp / GOOD).read_bytes())
+    (tmp / "file.png").write_bytes(b"a file")
+    return [tmp / GOOD, tmp / "b.png", "-o", tmp / "file.png"], 1, "need an output folder"
+
+
+def _bad_shard(tmp, ro):
+    return [tmp / GOOD, "--shard", "3/2"], 2, "--shard 3/2"
+
+
+def _shard_not_k_of_n(tmp, ro):
+    return [tmp / GOOD, "--shard", "half"], 2, "is not K/N"
+
+
+def _bad_strength(tmp, ro):
+    return [tmp / GOOD, "--strength", "1.5"], 2, "--strength must be in [0, 1]"
+
+
+def _tile_below_useful(tmp, ro):
+    return [tmp / GOOD, "--model", "msrnet", "--tile", "16"], 2, "useful minimum"
+
+
+def _negative_tile(tmp, ro):
+    return [tmp / GOOD, "--tile", "-5"], 2, "--tile and --overlap must be >= 0"
+
+
+def _bad_quality(tmp, ro):
+    return [tmp / GOOD, "--quality", "101"], 2, "--quality 101"
+
+
+def _bad_ext(tmp, ro):
+    return [tmp / GOOD, "--ext", "gif"], 2, "--ext gif"
+
+
+def _unknown_model(tmp, ro):
+    return [tmp / GOOD, "--model", "gama"], 2, "unknown model"
+
+
+CASES = [_missing, _empty, _truncated, _not_an_image, _unknown_input_suffix, _unknown_output_suffix, _no_images,
+         _unwritable_output, _read_only_file_system, _raw_output, _output_exists, _output_over_input, _two_inputs_one_output,
+         _several_inputs_to_a_file, _bad_shard, _shard_not_k_of_n, _bad_strength, _tile_below_useful,
+         _negative_tile, _bad_quality, _bad_ext, _unknown_model]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__.strip("_") for c in CASES])
+def test_bad_input_is_one_line_and_leaves_everything_as_it_was(cli, folder, read_only, case):
+    args, exit_code, words = case(folder, read_only)
+    before = snapshot(folder)
+    if "--model" not in args:
+        args = [*args, "--model", "gamma_auto"]
+    code, out, err = cli("enhance", *args)
+    assert code == exit_code, err
+    assert words in one_error(err)
+    assert snapshot(folder) == before  # inputs byte-identical; no output, temporary or claim file
+
+
+def test_a_batch_goes_on_past_bad_files_and_reports_them_at_the_end(cli, folder):
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not a photo")
+    before = snapshot(folder)
+    code, out, err = cli("enhance", folder, "-o", folder / "out", "--model", "autocontrast", "--json")
+    records = {Path(r["input"]).name: r for r in map(json.loads, out.splitlines())}
+    assert code == 1 and {name: r["status"] for name, r in records.items()} == {
+        "empty.png": "failed", GOOD: "ok", "text.jpg": "failed"}
+    assert "Traceback" not in err and "1 done, 0 skipped, 2 failed" in err and "2 of 3 inputs failed:" in err
+    tail = err.splitlines()[-2:]  # each error once, after the summary
+    assert [line.split()[1] for line in tail] == [str(folder / "empty.png"), str(folder / "text.jpg")]
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if not k.startswith("out/")} == before
+    assert [k for k in after if k.startswith("out/")] == ["out/good_autocontrast.png"]
