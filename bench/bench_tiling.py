@@ -1,32 +1,31 @@
-"""How far tiled inference drifts from one whole-image pass, per tile size and overlap, and its cost.
+"""How far tiled inference drifts from one whole-image pass, and whether the memory estimate holds.
 
-    python bench/bench_tiling.py --model NAME [--weights PATH] [--image PATH] [--size 1024x1536]
-                                 [--tiles 256,384,512] [--overlaps 32,64] [--scale N] [--device cpu]
-                                 [--threads 0] [--seed 0] [--save DIR]
+    python bench/bench_tiling.py --model NAME [--weights PATH] [--image PATH] [--size 2304x1728]
+                                 [--darken 0.1] [--tiles 512,1024] [--memory 1,2] [--scale N]
+                                 [--threads 1] [--peak] [--save DIR]
 
-Runs ``NAME`` once on the whole image and once per (tile, overlap) through
-:class:`lowlight_cli.inference.Enhancer` (so through ``tiling.tiled_forward``, as ``lowlight enhance``
-does), then prints PSNR (peak 1) and max absolute difference of each tiled output against the whole
-one, with seconds per pass. Outputs are clamped to [0, 1] as users get them. ``resid SNR`` compares
-the change the model makes to its input (whole pass) with the change tiling makes to the output:
-it does not depend on how strong that change is, so it says more than PSNR for random weights.
+Runs ``NAME`` (bundled weights unless ``--weights``) once on the whole image and then tiled, through
+:class:`lowlight_cli.inference.Enhancer` as ``lowlight enhance`` does: once per ``--tiles`` size (the
+global context then comes from one pass over the whole image when it fits the
+default memory budget) and once per ``--memory`` budget in GB (the tile the budget gives, and the
+context measured tile by tile, "swept", after a first estimate from a downscaled copy). Prints PSNR (peak 1) and max absolute difference against the whole pass, and seconds.
 
-For models that are not tile-safe (global pooling: MIRNet, NEID's attention) this sizes their
-``default_tile`` and ``overlap``. Without ``--weights`` the network is randomly initialised (seeded):
-its residual is small and its global statistics are not the trained ones, so the figures are only
-indicative; rerun with trained weights before trusting them.
+``--peak`` also runs the whole pass in a child process and prints its measured peak RSS above the
+process's start beside the engine's estimate (activations from the tensor tracker plus the image
+buffers), the figure the tiling plan is made from.
 
-The image is ``--image`` if given, else the bundled ``coffee_dark.png`` (600x400) upsampled x2 and
-mirror-tiled to ``--size`` (WIDTHxHEIGHT), so a large test image needs no data files.
-
-``--save DIR`` writes the whole-image output and, per (tile, overlap), the tiled output and its
-absolute difference from the whole one amplified x20 (``diff_T_O.png``): seams show as lines there.
+The image is ``--image`` (resized to ``--size`` if given, bicubic) or the bundled ``coffee_dark.png``
+x2, mirror-tiled to ``--size``; ``--darken F`` scales its linear light by F first (a dark photo).
+``--save DIR`` writes the whole output and, per run, the tiled output and ``diff_*.png``, the
+absolute difference amplified x20: blocks and seams show there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,10 +36,11 @@ import torch
 
 # Run as a script from a checkout: make the package importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lowlight_cli import registry  # noqa: E402
 from lowlight_cli.evaluate import save_grid as save  # noqa: E402 (8-bit, atomic)
 from lowlight_cli.images import read_image  # noqa: E402
-from lowlight_cli.inference import Enhancer, RunOptions, load_enhancer  # noqa: E402
+from lowlight_cli.inference import (  # noqa: E402
+    Enhancer, RunOptions, image_bytes_per_pixel, linear_to_srgb, load_enhancer, srgb_to_linear,
+)
 from lowlight_cli.metrics import psnr  # noqa: E402
 from lowlight_cli.tiling import tile_spans  # noqa: E402
 
@@ -53,20 +53,53 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def parse_ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+def parse_numbers(text: str, kind=int) -> list:
+    return [kind(v) for v in text.split(",") if v.strip()]
 
 
-def test_image(path: Path | None, size: tuple[int, int]) -> np.ndarray:
-    """``(H, W, 3)`` float32 in [0, 1]: ``path`` as it is, else the sample x2, mirror-tiled to ``size``."""
+def test_image(path: Path | None, size: tuple[int, int] | None, darken: float | None) -> np.ndarray:
+    """``(H, W, 3)`` float32 in [0, 1]; see the module docstring."""
     if path is not None:
-        return read_image(path).rgb
-    rgb = read_image(SAMPLE).rgb
-    rgb = cv2.resize(rgb, (rgb.shape[1] * 2, rgb.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
-    w, h = size
-    # Symmetric padding mirrors the sample at its borders: a larger photo without seams.
-    rgb = np.pad(rgb, ((0, max(0, h - rgb.shape[0])), (0, max(0, w - rgb.shape[1])), (0, 0)), mode="symmetric")
-    return np.clip(rgb[:h, :w], 0.0, 1.0).astype(np.float32)
+        rgb = read_image(path).rgb
+        if size is not None:
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)
+    else:
+        rgb = read_image(SAMPLE).rgb
+        rgb = cv2.resize(rgb, (rgb.shape[1] * 2, rgb.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
+        w, h = size or (1024, 1536)
+        # Symmetric padding mirrors the sample at its borders: a larger photo without seams.
+        rgb = np.pad(rgb, ((0, max(0, h - rgb.shape[0])), (0, max(0, w - rgb.shape[1])), (0, 0)), mode="symmetric")[:h, :w]
+    rgb = np.clip(rgb, 0.0, 1.0)
+    if darken is not None:
+        rgb = linear_to_srgb(srgb_to_linear(rgb) * darken)
+    return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+PEAK_CHILD = """
+import json, resource, sys, numpy as np, torch
+sys.path.insert(0, {root!r})
+from lowlight_cli.inference import RunOptions, load_enhancer
+torch.set_num_threads({threads})
+rgb = np.load({path!r})
+e = load_enhancer({model!r}, weights={weights!r}, options=RunOptions(device="cpu", tile=max(rgb.shape[:2]), scale={scale!r}))
+e.bytes_per_pixel
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+e(rgb)
+print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base,
+                   "bpp": e.bytes_per_pixel}}))
+"""
+
+
+def measured_peak(args, rgb: np.ndarray, scale: int) -> dict:
+    """Peak RSS of one whole pass in a fresh process, above its state once the model is loaded."""
+    path = Path("/tmp") / f"bench_tiling_{rgb.shape[0]}x{rgb.shape[1]}.npy"
+    np.save(path, rgb)
+    code = PEAK_CHILD.format(root=str(Path(__file__).resolve().parents[1]), threads=torch.get_num_threads(),
+                             path=str(path), model=args.model, weights=None if args.weights is None else str(args.weights),
+                             scale=args.scale)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    path.unlink()
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def timed(run: Enhancer, rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -77,67 +110,59 @@ def timed(run: Enhancer, rgb: np.ndarray) -> tuple[np.ndarray, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a learned model, e.g. mirnet")
-    parser.add_argument("--weights", type=Path, default=None, help="trained weights (default: random, seeded)")
+    parser.add_argument("--model", required=True, help="a learned model, e.g. mirnet or neid.lol")
+    parser.add_argument("--weights", type=Path, default=None, help="weights file (default: the bundled ones)")
     parser.add_argument("--image", type=Path, default=None, help="test image (default: the sample, mirror-tiled)")
-    parser.add_argument("--size", type=parse_size, default=(1024, 1536), help="WIDTHxHEIGHT of the default image")
-    parser.add_argument("--tiles", type=parse_ints, default=[256, 384, 512], help="tile sides in input pixels")
-    parser.add_argument("--overlaps", type=parse_ints, default=[32, 64], help="tile overlaps in input pixels")
+    parser.add_argument("--size", type=parse_size, default=None, help="WIDTHxHEIGHT to resize or tile to")
+    parser.add_argument("--darken", type=float, default=None, help="scale the linear light by this first")
+    parser.add_argument("--tiles", type=parse_numbers, default=[512, 1024], help="tile sides in input pixels")
+    parser.add_argument("--memory", type=lambda t: parse_numbers(t, float), default=[], help="budgets in GB")
     parser.add_argument("--scale", type=int, default=None, help="output scale (default: the model's native one)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--peak", action="store_true", help="measure the whole pass's peak RSS in a child process")
     parser.add_argument("--save", type=Path, default=None, help="folder for the outputs and x20 difference images")
     args = parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    # The Enhancer warns on every tiled pass of a model that is not tile-safe; measuring that is the point.
+    torch.set_num_threads(args.threads)
     logging.getLogger("lowlight").setLevel(logging.ERROR)
-    spec = registry.get(args.model)
-    if spec.kind != "learned":
-        parser.error(f"{spec.name} is a baseline: it is never tiled")
-    rgb = test_image(args.image, args.size)
+    rgb = test_image(args.image, args.size, args.darken)
     h, w = rgb.shape[:2]
 
-    def enhancer(tile: int, overlap: int) -> Enhancer:
-        options = RunOptions(device=args.device, tile=tile, overlap=overlap, scale=args.scale)
-        if args.weights is not None:
-            return load_enhancer(args.model, weights=args.weights, options=options)
-        torch.manual_seed(args.seed)  # the same random network for every pass
-        return Enhancer(spec, spec.create(), options, spec.name)
+    def enhancer(**options) -> Enhancer:
+        return load_enhancer(args.model, weights=args.weights, options=RunOptions(device="cpu", scale=args.scale, **options))
 
-    if args.weights is not None:
-        print(f"{spec.name}: weights {args.weights}")
-    else:
-        print(f"{spec.name}: RANDOM weights (seed {args.seed}): indicative only, rerun with --weights")
-    print(f"image {w}x{h} ({'sample x2, mirror-tiled' if args.image is None else args.image}), device {args.device}, "
-          f"torch threads {torch.get_num_threads()}, spec tile {spec.default_tile} overlap {spec.overlap}, "
-          f"tile_safe {spec.tile_safe}")
-    whole, whole_s = timed(enhancer(max(h, w), 0), rgb)
-    print(f"whole image: {whole_s:.2f} s")
+    base = enhancer(memory_gb=1e6)
+    spec = base.spec
+    net_h, net_w = (h, w) if base.scale == spec.scale else (h // (spec.scale // base.scale), w // (spec.scale // base.scale))
+    print(f"{base.label} x{base.scale}: image {w}x{h} ({args.image or 'sample x2, mirror-tiled'}"
+          f"{f', darkened x{args.darken}' if args.darken else ''}); net input {net_w}x{net_h}; "
+          f"torch threads {torch.get_num_threads()}; overlap {spec.overlap}; global context {not spec.tile_safe}")
+    estimate = (base.bytes_per_pixel + image_bytes_per_pixel(spec.scale)) * net_h * net_w
+    print(f"memory estimate of one pass: {base.bytes_per_pixel} B/px activations + "
+          f"{image_bytes_per_pixel(spec.scale)} B/px image buffers = {estimate / 2**30:.2f} GiB")
+    if args.peak:
+        peak = measured_peak(args, rgb, base.scale)
+        print(f"measured peak RSS of one pass: {peak['peak'] / 2**30:.2f} GiB (estimate / measured {estimate / peak['peak']:.2f})")
+    whole, whole_s = timed(base, rgb)
+    print(f"whole image: {whole_s:.1f} s", flush=True)
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         save(args.save / "whole.png", whole)
-    # A x2 model's output is compared with its input enlarged the same way.
-    reference = rgb if whole.shape == rgb.shape else cv2.resize(rgb, whole.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-    change = float(np.mean((whole - reference) ** 2))
-    print(f"{'tile':>5} {'overlap':>7} {'tiles':>5} {'seconds':>8} {'PSNR dB':>8} {'max abs':>8} {'resid SNR dB':>12}")
-    for tile in args.tiles:
-        for overlap in args.overlaps:
-            if overlap >= tile:
-                continue
-            run = enhancer(tile, overlap)  # the Enhancer caps the overlap at half a tile
-            out, seconds = timed(run, rgb)
-            spans = [tile_spans(n, tile, run.overlap, spec.size_multiple) for n in (h, w)]
-            count = len(spans[0]) * len(spans[1])
-            drift = float(np.mean((out - whole) ** 2))
-            snr = 10 * np.log10(change / drift) if drift > 0 else float("inf")
-            print(f"{tile:5d} {run.overlap:7d} {count:5d} {seconds:8.2f} {psnr(out, whole):8.2f} "
-                  f"{float(np.abs(out - whole).max()):8.1e} {snr:12.1f}", flush=True)
-            if args.save is not None:
-                save(args.save / f"tiled_{tile}_{run.overlap}.png", out)
-                save(args.save / f"diff_{tile}_{run.overlap}.png", np.clip(np.abs(out - whole) * 20.0, 0.0, 1.0))
+    print(f"{'run':>14} {'tile':>5} {'tiles':>5} {'context':>9} {'seconds':>8} {'PSNR dB':>8} {'max abs':>8}")
+    runs = [(f"tile {t}", dict(tile=t)) for t in args.tiles] + [(f"memory {m:g} GB", dict(memory_gb=m)) for m in args.memory]
+    for name, options in runs:
+        run = enhancer(**options)
+        tile, overlap = run.plan(net_h, net_w)
+        count = len(tile_spans(net_h, tile, overlap, spec.size_multiple)) * len(tile_spans(net_w, tile, overlap, spec.size_multiple))
+        shrink = max(1.0, (net_h * net_w / run.one_pass_pixels()) ** 0.5)
+        how = "-" if count == 1 or spec.tile_safe else "swept" if shrink > 1 else "one pass"
+        out, seconds = timed(run, rgb)
+        print(f"{name:>14} {tile:5d} {count:5d} {how:>9} {seconds:8.1f} {psnr(out, whole):8.2f} "
+              f"{float(np.abs(out - whole).max()):8.1e}", flush=True)
+        if args.save is not None:
+            tag = name.replace(" ", "")
+            save(args.save / f"tiled_{tag}.png", out)
+            save(args.save / f"diff_{tag}.png", np.clip(np.abs(out - whole) * 20.0, 0.0, 1.0))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,6 @@ log = logging.getLogger("lowlight")
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 128
-# A global context measured on a copy downscaled by up to this factor (per side) is used as it is;
-# beyond, one sweep over the tiles measures it at full resolution. bench/bench_tiling.py: mirnet.mix on
-# a 2304x1728 photo, tiled with the context of a copy downscaled 2.25x: 45.4 dB from one whole pass;
-# 4.5x: 39.7 dB; 9x: 36.8 dB; the context of the full-resolution features: 110 dB.
-CONTEXT_MAX_DOWNSCALE = 2.25
 FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
 
 
@@ -305,9 +300,12 @@ class Enhancer:
     def global_context(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> list[torch.Tensor]:
         """Every global pooling's whole-image value for ``x`` ``(1, 3, H, W)``.
 
-        A first estimate comes from one pass over ``x`` downscaled to fit the memory budget; when that
-        takes more than :data:`CONTEXT_MAX_DOWNSCALE`, one sweep over the tiles measures it on the
-        full-resolution features (:func:`context.whole_image_context`).
+        One pass over ``x`` gives it exactly when ``x`` fits the memory budget (tiles were asked for
+        with ``--tile``). Otherwise a pass over a copy downscaled to fit gives a first estimate and one
+        sweep over the tiles measures it on the full-resolution features
+        (:func:`context.whole_image_context`): the downscaled estimate alone is not enough, a dark
+        photo's context from a copy at 1/1.85 of its side left tiles 34 dB from the whole pass
+        (bench/bench_tiling.py), the sweep 57 dB and more.
         """
         h, w = x.shape[-2:]
         m = self.spec.size_multiple
@@ -321,7 +319,7 @@ class Enhancer:
         rows, cols = tile_spans(h, tile, overlap, m), tile_spans(w, tile, overlap, m)
         tiles = [(x[..., y0:y1, x0:x1], (cy, cx)) for (y0, y1), cy in zip(rows, owned_cells(rows, m))
                  for (x0, x1), cx in zip(cols, owned_cells(cols, m))]
-        sweeps = 1 if h / small_h > CONTEXT_MAX_DOWNSCALE or w / small_w > CONTEXT_MAX_DOWNSCALE else 0
+        sweeps = 0 if k == 1.0 else 1
         return context.whole_image_context(self.net, run, small, tiles, sweeps=sweeps, progress=progress)
 
 
