@@ -16,6 +16,7 @@ buffers), the figure the tiling plan is made from.
 
 The image is ``--image`` (resized to ``--size`` if given, bicubic) or the bundled ``coffee_dark.png``
 x2, mirror-tiled to ``--size``; ``--darken F`` scales its linear light by F first (a dark photo).
+``--sheet FILE`` writes a contact sheet: input, whole pass, the first tiled run and its difference x20.
 ``--save DIR`` writes the whole output and, per run, the tiled output and ``diff_*.png``, the
 absolute difference amplified x20: blocks and seams show there.
 """
@@ -36,7 +37,7 @@ import torch
 
 # Run as a script from a checkout: make the package importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lowlight_cli.evaluate import save_grid as save  # noqa: E402 (8-bit, atomic)
+from lowlight_cli.evaluate import compare_grid, save_grid as save  # noqa: E402 (8-bit, atomic)
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import (  # noqa: E402
     Enhancer, RunOptions, image_bytes_per_pixel, linear_to_srgb, load_enhancer, srgb_to_linear,
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--peak", action="store_true", help="measure the whole pass's peak RSS in a child process")
     parser.add_argument("--save", type=Path, default=None, help="folder for the outputs and x20 difference images")
+    parser.add_argument("--sheet", type=Path, default=None, help="contact sheet: input, whole, first tiled run, x20 difference")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -149,6 +151,7 @@ def main() -> None:
         args.save.mkdir(parents=True, exist_ok=True)
         save(args.save / "whole.png", whole)
     print(f"{'run':>14} {'tile':>5} {'tiles':>5} {'context':>9} {'seconds':>8} {'PSNR dB':>8} {'max abs':>8}")
+    sheet: list[tuple[np.ndarray, str]] = [(rgb, "input"), (whole, "one whole pass")]
     runs = [(f"tile {t}", dict(tile=t)) for t in args.tiles] + [(f"memory {m:g} GB", dict(memory_gb=m)) for m in args.memory]
     for name, options in runs:
         run = enhancer(**options)
@@ -159,10 +162,15 @@ def main() -> None:
         out, seconds = timed(run, rgb)
         print(f"{name:>14} {tile:5d} {count:5d} {how:>9} {seconds:8.1f} {psnr(out, whole):8.2f} "
               f"{float(np.abs(out - whole).max()):8.1e}", flush=True)
+        if len(sheet) == 2:
+            sheet += [(out, f"{name}: {count} tiles, {psnr(out, whole):.1f} dB"), (np.clip(np.abs(out - whole) * 20.0, 0, 1), "|tiled - whole| x20")]
         if args.save is not None:
             tag = name.replace(" ", "")
             save(args.save / f"tiled_{tag}.png", out)
             save(args.save / f"diff_{tag}.png", np.clip(np.abs(out - whole) * 20.0, 0.0, 1.0))
+
+    if args.sheet is not None and len(sheet) == 4:
+        save(args.sheet, compare_grid([p for p, _ in sheet], [c for _, c in sheet], tile_width=480, columns=2))
 
 
 if __name__ == "__main__":
