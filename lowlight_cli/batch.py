@@ -1,5 +1,5 @@
 """Turning ``enhance`` arguments into (input, output) jobs, checking every output before any work, and
-running one job."""
+running one job: an image (``images.py``) or a video (``video.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import claims, registry
+from . import claims, registry, video
 from .errors import InputImageError, LowlightError, OutputError, UsageError
 from .images import (
     READ_SUFFIXES, WRITE_SUFFIXES, check_output, check_writable_folder, output_suffix, read_image, write_image,
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lowlight")
 
-EXTS = ("auto", *(suffix[1:] for suffix in WRITE_SUFFIXES))
+INPUT_SUFFIXES = (*READ_SUFFIXES, *video.READ_SUFFIXES)  # what folder runs pick up
+EXTS = ("auto", *(suffix[1:] for suffix in (*WRITE_SUFFIXES, *video.WRITE_SUFFIXES)))
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class Job:
 class Naming:
     """How outputs are named, the same way for one file and for folders: ``<stem><tag><ext>``.
 
-    ``tag`` is ``--suffix``, by default ``_<label>[_x<scale>]``; ``ext`` is ``"auto"`` (the input's
-    suffix where lowlight writes that format, see ``images.output_suffix``) or a suffix we write, dot
-    included. ``label``: the model's (see :func:`model_label`); :attr:`folder` is the output folder of
+    ``tag`` is ``--suffix``, by default ``_<label>[_x<scale>]``; ``ext`` is ``"auto"`` (an image's
+    suffix where lowlight writes that format, see ``images.output_suffix``; ``.mp4`` for a video) or a
+    suffix we write, dot included. ``label``: the model's (see :func:`model_label`); :attr:`folder` is the output folder of
     several inputs when no ``-o`` is given. ``custom``: ``--suffix`` or ``--ext`` was given (an explicit
     ``-o FILE`` then contradicts it).
     """
@@ -55,7 +56,9 @@ class Naming:
         return f"lowlight_{self.label.replace('.', '-')}"
 
     def name(self, src: Path) -> str:
-        return f"{src.stem}{self.tag}{output_suffix(src) if self.ext == 'auto' else self.ext}"
+        if self.ext != "auto":
+            return f"{src.stem}{self.tag}{self.ext}"
+        return f"{src.stem}{self.tag}{video.DEFAULT_SUFFIX if video.is_video(src) else output_suffix(src)}"
 
 
 def model_label(name: str, weights: Path | None = None) -> str:
@@ -114,16 +117,16 @@ def _files_in(folder: Path, recursive: bool, skip: Path | None = None) -> list[P
     return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
 
 
-def _images_in(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
-    return [p for p in _files_in(folder, recursive, skip) if p.suffix.lower() in READ_SUFFIXES]
+def _inputs_in(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
+    return [p for p in _files_in(folder, recursive, skip) if p.suffix.lower() in INPUT_SUFFIXES]
 
 
 def files_not_read(inputs: list[Path], recursive: bool) -> list[Path]:
-    """Files in the folder inputs that are not images lowlight reads (notes.txt, .xmp sidecars), so a run
-    can list them instead of passing over them in silence."""
+    """Files in the folder inputs that are not images or videos lowlight reads (notes.txt, .xmp sidecars),
+    so a run can list them instead of passing over them in silence."""
     return [
         p for item in inputs if item.is_dir() for p in _files_in(item, recursive)
-        if p.suffix.lower() not in READ_SUFFIXES
+        if p.suffix.lower() not in INPUT_SUFFIXES
     ]
 
 
@@ -137,18 +140,18 @@ def _earlier_outputs(images: list[Path], tag: str) -> set[Path]:
 
 
 def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, tag: str = "") -> list[tuple[Path, Path]]:
-    """Every input image as ``(path, path relative to its output folder)``.
+    """Every input image and video as ``(path, path relative to its output folder)``.
 
     Files given directly are always inputs and land at the top of the output folder. Images found in a
     folder keep their sub-folders; the walk leaves out hidden files, the folder ``skip`` (the output
     folder, when it lies inside an input folder) and the outputs this naming gives images beside them
     (see :func:`_earlier_outputs`), so that a re-run does not take its own outputs as inputs. Raises for
-    a missing path or a folder holding no image.
+    a missing path or a folder holding no image or video.
     """
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
-            images = _images_in(item, recursive, skip)
+            images = _inputs_in(item, recursive, skip)
             earlier = _earlier_outputs(images, tag)
             if earlier:
                 log.info("left out %d image(s) in %s named as outputs of this run (*%s.*), e.g. %s",
@@ -157,8 +160,8 @@ def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, ta
             if not images:
                 has_subfolders = any(p.is_dir() for p in item.iterdir())
                 hint = ("add --recursive to look in sub-folders" if has_subfolders and not recursive
-                        else "supported: " + " ".join(READ_SUFFIXES))
-                raise InputImageError(f"no images in folder {item}", hint)
+                        else "supported: " + " ".join(INPUT_SUFFIXES))
+                raise InputImageError(f"no images or videos in folder {item}", hint)
             found += [(p, p.relative_to(item)) for p in images]
         elif item.exists():
             found.append((item, Path(item.name)))
@@ -223,11 +226,11 @@ def plan(
 def check_outputs(jobs: list[Job], *, overwrite: bool = False) -> None:
     """Raise OutputError for the first problem an output would meet, before any image is enhanced (each
     used to cost a whole enhancement first): a suffix we do not write (``images.check_output``: RAW, a
-    codec not installed), an output named by ``-o FILE``
+    codec not installed; ``video.check_output`` for videos), an output named by ``-o FILE``
     that exists (without ``--overwrite``), a folder that cannot be made or written. Creates nothing
     (one probe file per folder, removed at once)."""
     for job in jobs:
-        check_output(job.dst)
+        (video.check_output if video.is_video(job.src) else check_output)(job.dst)
         if job.explicit and job.dst.exists() and not overwrite:
             raise OutputError(f"{job.dst} exists and was not overwritten", "add --overwrite to replace it, or choose another -o")
     for folder in sorted({job.dst.parent for job in jobs if overwrite or not job.dst.exists()}):
@@ -246,7 +249,7 @@ class Outcome:
 
 
 def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: int | None = None,
-            progress: Progress | None = None) -> Outcome:
+            crf: int | None = None, progress: Progress | None = None) -> Outcome:
     """Run one job of a batch, unless its output exists or another process has claimed it
     (:mod:`claims`). A LowlightError is the job's ``failed`` outcome, so the batch goes on."""
     if job.dst.exists() and not overwrite:
@@ -259,15 +262,19 @@ def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: i
         with claims.acquire(job.dst):
             if job.dst.exists() and not overwrite:  # another process finished it meanwhile
                 return Outcome("skipped")
-            return Outcome("ok", run_job(enhancer, job, progress, quality=quality))
+            return Outcome("ok", run_job(enhancer, job, progress, quality=quality, crf=crf))
     except claims.Busy as busy:
         return Outcome("claimed", holder=busy.holder)
     except LowlightError as e:
         return Outcome("failed", error=e)
 
 
-def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None, *, quality: int | None = None) -> float:
-    """Read, enhance, write atomically; returns seconds spent. The input is only ever read."""
+def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None, *, quality: int | None = None,
+            crf: int | None = None) -> float:
+    """Read, enhance, write atomically; returns seconds spent. The input is only ever read. ``progress``
+    counts an image's tiles, a video's frames; ``quality`` is an image's, ``crf`` a video's."""
+    if video.is_video(job.src):
+        return video.enhance_video(enhancer, job.src, job.dst, crf=crf, progress=progress).seconds
     start = time.perf_counter()
     picture = read_image(job.src)
     rgb = enhancer(picture.rgb, progress)

@@ -97,16 +97,27 @@ class TimeLeftColumn(ProgressColumn):
         return Text(f"{_clock(elapsed)} elapsed, {left} left", style="progress.remaining")
 
 
+class RateColumn(ProgressColumn):
+    """Steps per second at the average rate so far, for a task given a ``unit`` field (a video's
+    frames: ``fps``); empty for the others."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit")
+        if not unit or not task.completed or not task.elapsed:
+            return Text("")
+        return Text(f"{task.completed / task.elapsed:.1f} {unit}", style="progress.data.speed")
+
+
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeLeftColumn(),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeLeftColumn(),
         console=err, transient=True, disable=not err.is_terminal,  # no stray newline in logs and pipes
     )
 
 
 @app.command()
 def enhance(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Image and video files and/or folders.", show_default=False)],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input) or folder; a trailing / always means a folder, made if missing.")] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
@@ -115,8 +126,9 @@ def enhance(
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only the K-th of N slices (1-based).")] = None,
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Text after each output's stem, instead of _<model>[_x<scale>]; '' keeps the input's name.")] = None,
     # Literal lists here keep `lowlight -h` from importing OpenCV; a test checks them against images.py.
-    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (the input's, TIFF for RAW), png, jpg, jpeg, tif, tiff, webp, bmp, heic, heif or avif.")] = "auto",
+    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (the input's, TIFF for RAW, MP4 for video), png, jpg, jpeg, tif, tiff, webp, bmp, heic, heif, avif, or for video mp4, mkv or mov.")] = "auto",
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG, WebP, HEIC and AVIF quality, 1-100 (default: 95 for JPEG and WebP, 90 for HEIC and AVIF).", show_default=False)] = None,
+    crf: Annotated[Optional[int], typer.Option("--crf", help="H.264 quality of video outputs (x264's CRF): 0 lossless to 51 smallest (default: 18, about visually lossless; +6 about halves the file).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned input -> output pairs and the skips; load no model, write nothing.")] = False,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
@@ -128,15 +140,18 @@ def enhance(
     strength: StrengthOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Enhance photos. Existing outputs are skipped, so an interrupted batch can simply be re-run, and
-    several processes on one folder share the work. Every output is checked before the model loads.
+    """Enhance photos and videos. Existing outputs are skipped, so an interrupted batch can simply be
+    re-run, and several processes on one folder share the work. Every output is checked before the
+    model loads.
 
-    Outputs are named <stem>_<model>[_x<scale>].<input's suffix>, beside a single input or in the
-    output folder (default ./lowlight_<model>/), mirroring sub-folders.
+    Outputs are named <stem>_<model>[_x<scale>].<input's suffix> (.mp4 for videos), beside a single
+    input or in the output folder (default ./lowlight_<model>/), mirroring sub-folders.
 
     Examples:
 
       lowlight enhance dark.jpg                      # writes dark_<model>.jpg beside it
+
+      lowlight enhance night.mov --crf 20            # writes night_<model>.mp4, audio copied
 
       lowlight enhance shots/ -r -o bright/ --model msrcr
 
@@ -153,9 +168,11 @@ def enhance(
     from . import batch
     from .images import check_quality
     from .inference import default_model_name, load_enhancer
+    from .video import check_crf, is_video
 
     options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
     check_quality(quality)
+    check_crf(crf)
     name = model or default_model_name()
     naming = batch.naming(name, weights, scale=scale, suffix=suffix, ext=ext)
     jobs = batch.plan(inputs, output, naming, recursive=recursive, shard=batch.parse_shard(shard))
@@ -170,14 +187,18 @@ def enhance(
     counts, busy = dict.fromkeys(("ok", "skipped", "claimed", "failed"), 0), 0.0
     with progress_bar() as bar:
         files = bar.add_task("images", total=len(jobs))
-        tiles = bar.add_task("tiles", total=None, visible=False)
+        steps = bar.add_task("tiles", total=None, visible=False)
 
-        def on_tile(done: int, total: int) -> None:
-            bar.update(tiles, completed=done, total=total, visible=total > 1)
+        def on_step(done: int, total: int) -> None:
+            # An image's tiles (hidden for one), a video's frames (total 0: not known).
+            bar.update(steps, completed=done, total=total or None, visible=total != 1)
 
         for job in jobs:
-            bar.reset(tiles, total=None, visible=False)  # each image's time left from its own start
-            outcome = batch.process(enhancer, job, overwrite=overwrite, quality=quality, progress=on_tile)
+            # Each input's time left from its own start; a video counts frames, at frames per second.
+            frames = is_video(job.src)
+            bar.reset(steps, total=None, visible=False, description="frames" if frames else "tiles",
+                      unit="fps" if frames else None)
+            outcome = batch.process(enhancer, job, overwrite=overwrite, quality=quality, crf=crf, progress=on_step)
             record = {"input": str(job.src), "output": str(job.dst), "model": enhancer.label,
                       "seconds": round(outcome.seconds, 3), "status": outcome.status}
             if outcome.error is not None:
@@ -207,9 +228,9 @@ def enhance(
 
 
 def _print_not_read(paths: list[Path]) -> None:
-    """The files of folder inputs that are not images lowlight reads: ten, then a count."""
+    """The files of folder inputs that are not images or videos lowlight reads: ten, then a count."""
     for path in paths[:10]:
-        err.print(f"skipped: not an image lowlight reads: {path}", highlight=False, markup=False)
+        err.print(f"skipped: not an image or video lowlight reads: {path}", highlight=False, markup=False)
     if len(paths) > 10:
         err.print(f"skipped: {len(paths) - 10} more files lowlight does not read", highlight=False, markup=False)
 

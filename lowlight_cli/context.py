@@ -104,6 +104,21 @@ def replaying(net: nn.Module, values: Sequence[torch.Tensor]) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def measuring(net: nn.Module, values: Sequence[torch.Tensor] | None = None) -> Iterator[list[torch.Tensor]]:
+    """Inside: pooling call ``k`` returns ``values[k]`` (its own mean when ``values`` is None) and measures
+    the mean of its own input; on leaving, the yielded list holds those means in call order (float32,
+    CPU). Run once inside, a net measures its input's context under ``values``: the features' means
+    with an almost-right context, which is how a tile sweep refines an estimate (module docstring). A
+    video runs frame ``t`` with the average context of the frames before it and measures frame ``t``'s
+    on the way; on a static scene the average converges to the frame's exact context."""
+    whole: Cell = ((0.0, 1.0), (0.0, 1.0))
+    means: list[torch.Tensor] = []
+    with _attached(net, _Context(None if values is None else list(values), whole)) as ctx:
+        yield means
+    means.extend((total / n).float() for total, n in ctx.sums)
+
+
 def whole_image_context(
     net: nn.Module,
     run: Callable[[torch.Tensor], object],

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -234,19 +235,27 @@ class Enhancer:
         overlap = min(self.spec.overlap, tile // 2) if self.options.overlap is None else self.options.overlap
         return tile, overlap
 
-    def __call__(self, rgb: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-        """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1]."""
+    def __call__(self, rgb: np.ndarray, progress: Progress | None = None, *,
+                 pooled: Sequence[torch.Tensor] | None = None, measured: list[torch.Tensor] | None = None) -> np.ndarray:
+        """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1].
+
+        For a model that pools globally (:mod:`lowlight_cli.context`): ``pooled`` replaces the image's
+        own global context (one float32 tensor ``(1, C_k, 1, 1)`` per pooling call ``k``); ``measured``,
+        a list, receives the image's own as this pass computes it, with ``pooled`` in place
+        (:func:`context.measuring`). A video runs each frame with its predecessors' average and
+        measures the frame for the next one, in one pass (``video.py``)."""
         strength = self.options.strength
         if strength == 0.0 and self.scale == 1:
             return rgb.astype(np.float32)  # nothing of the model's output is wanted: skip the work
-        out = self._enhance(rgb, progress)
+        out = self._enhance(rgb, progress, pooled, measured)
         if strength >= 1.0:
             return out
         before = rgb if self.scale == 1 else np.clip(
             cv2.resize(rgb, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
         return blend(before, out, strength)
 
-    def _enhance(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
+    def _enhance(self, rgb: np.ndarray, progress: Progress | None, pooled: Sequence[torch.Tensor] | None,
+                 measured: list[torch.Tensor] | None) -> np.ndarray:
         if self.net is None:
             return np.clip(self.spec.enhance(rgb), 0.0, 1.0).astype(np.float32)
         out_h, out_w = rgb.shape[0] * self.scale, rgb.shape[1] * self.scale
@@ -256,7 +265,7 @@ class Enhancer:
             k = native // self.scale
             rgb = downscale(np.pad(rgb, ((0, -rgb.shape[0] % k), (0, -rgb.shape[1] % k), (0, 0)), mode="edge"), k)
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()
-        out = self._run(x, progress)
+        out = self._run(x, progress, pooled, measured)
         return out[0, :, :out_h, :out_w].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
 
     @torch.no_grad()
@@ -268,33 +277,46 @@ class Enhancer:
             self.net.to(self.dtype)
         return y
 
-    def _run(self, x: torch.Tensor, progress: Progress | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, progress: Progress | None, pooled: Sequence[torch.Tensor] | None,
+             measured: list[torch.Tensor] | None) -> torch.Tensor:
         self.net.to(self.dtype)
         tile, overlap = self.plan(*x.shape[-2:])
         try:
-            return self._tiled(x, tile, overlap, progress)
+            return self._tiled(x, tile, overlap, progress, pooled, measured)
         except torch.OutOfMemoryError:
             smaller = max(MIN_TILE // 2, tile // 2)
             log.warning("out of memory with --tile %d; retrying once with --tile %d", tile, smaller)
             torch.cuda.empty_cache()
             try:
-                return self._tiled(x, smaller, min(overlap, smaller // 2), progress)
+                return self._tiled(x, smaller, min(overlap, smaller // 2), progress, pooled, measured)
             except torch.OutOfMemoryError:
                 raise LowlightError(
                     f"out of memory on {self.device} even with --tile {smaller}",
                     "try a smaller --tile or --memory, --precision fp16 on CUDA, or --device cpu",
                 ) from None
 
-    def _tiled(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> torch.Tensor:
-        """Tiles blended, with the whole image's global context when the model pools globally and
-        the image takes more than one tile (:mod:`lowlight_cli.context`)."""
+    def _tiled(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None,
+               pooled: Sequence[torch.Tensor] | None, measured: list[torch.Tensor] | None) -> torch.Tensor:
+        """Tiles blended. A model that pools globally gets ``pooled`` if given, else the whole image's
+        context when the image takes more than one tile (:mod:`lowlight_cli.context`); ``measured``
+        receives the image's own (see :meth:`__call__`)."""
         h, w = x.shape[-2:]
         kwargs = dict(overlap=overlap, scale=self.spec.scale, multiple=self.spec.size_multiple,
                       device=self.device, dtype=self.dtype)
-        if tile >= max(h, w) or self.spec.tile_safe:
+        whole = tile >= max(h, w)
+        if self.spec.tile_safe or (whole and pooled is None and measured is None):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
-        values = self.global_context(x, tile, overlap, progress)
-        with context.replaying(self.net, values):
+        if whole and measured is not None:  # one pass measures its own context as it runs
+            with context.measuring(self.net, pooled) as means:
+                y = tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
+            measured[:] = means
+            return y
+        if not whole and (pooled is None or measured is not None):
+            own = self.global_context(x, tile, overlap, progress)
+            if measured is not None:
+                measured[:] = own
+            pooled = own if pooled is None else pooled
+        with context.replaying(self.net, pooled):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
 
     def global_context(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,46 @@ def dark_image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     base = np.stack([x / w, y / h, (x + y) / (h + w)], axis=-1) * 40
     return np.clip(base + rng.normal(0, 3, (h, w, 3)) + 5, 0, 255).astype(np.uint8)
+
+
+def write_clip(path: Path, *, frames: int = 8, size: tuple[int, int] = (64, 48), rate: int = 24,
+               pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000), rotation: float | None = None,
+               video: bool = True, audio: bool = True) -> Path:
+    """A dark test video made here with PyAV (container by suffix): a static scene, the gradient of
+    :func:`dark_image` with fresh noise in every frame, H.264 at CRF 0 (lossless in YUV), frame times
+    ``pts`` in ``time_base`` (default: a constant ``rate``), an optional display rotation, and a mono
+    AAC tone about as long as the video. ``frames=0`` writes a video stream without frames."""
+    import av
+
+    w, h = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pts is None:
+        pts = [round(Fraction(i, rate) / time_base) for i in range(frames if video else 0)]
+    with av.open(str(path), "w") as out:
+        if video:
+            stream = out.add_stream("libx264", rate=rate, options={"crf": "0"})
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.codec_context.time_base = time_base
+            if rotation is not None:
+                stream.set_display_rotation(rotation)
+        if audio:
+            tone = out.add_stream("aac", rate=48000, layout="mono")
+        out.start_encoding()  # the header, even for a file without a frame
+        for i, t in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(dark_image(h, w, seed=i)[..., ::-1]), format="rgb24")
+            frame.pts, frame.time_base = t, time_base
+            out.mux(stream.encode(frame))
+        if video:
+            out.mux(stream.encode(None))
+        seconds = float((pts[-1] if pts else 0) * time_base) + 0.1
+        for i in range(int(seconds * 48000) // 1024 + 1 if audio else 0):
+            samples = np.sin(np.arange(i * 1024, (i + 1) * 1024, dtype=np.float32)[None] * 0.05)
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, i * 1024
+            out.mux(tone.encode(chunk))
+        if audio:
+            out.mux(tone.encode(None))
+    return path
 
 
 @pytest.fixture

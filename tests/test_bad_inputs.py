@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_clip
 
 GOOD = "good.png"
 
@@ -65,7 +66,7 @@ def _unknown_output_suffix(tmp, ro):
 def _no_images(tmp, ro):
     (tmp / "empty_folder").mkdir()
     (tmp / "empty_folder" / "readme.txt").write_text("no photos here")
-    return [tmp / "empty_folder"], 1, "no images in folder"
+    return [tmp / "empty_folder"], 1, "no images or videos in folder"
 
 
 def _unwritable_output(tmp, ro):
@@ -137,10 +138,69 @@ def _unknown_model(tmp, ro):
     return [tmp / GOOD, "--model", "gama"], 2, "unknown model"
 
 
+def _video_not_a_video(tmp, ro):
+    (tmp / "clip.mp4").write_text("hello, not a video")
+    return [tmp / "clip.mp4"], 1, "is not a readable video"
+
+
+def _video_empty(tmp, ro):
+    (tmp / "clip.mp4").write_bytes(b"")
+    return [tmp / "clip.mp4"], 1, "is empty (0 bytes)"
+
+
+def _video_truncated(tmp, ro):
+    data = write_clip(tmp / "whole.mp4").read_bytes()  # MP4 writes its index (moov) last
+    (tmp / "whole.mp4").unlink()
+    (tmp / "cut.mp4").write_bytes(data[: len(data) // 2])
+    return [tmp / "cut.mp4"], 1, "is not a readable video"
+
+
+def _video_truncated_matroska(tmp, ro):
+    data = write_clip(tmp / "whole.mkv", frames=72).read_bytes()  # 3 s
+    (tmp / "whole.mkv").unlink()
+    (tmp / "cut.mkv").write_bytes(data[: len(data) * 4 // 10])
+    return [tmp / "cut.mkv"], 1, "is truncated: its video stops after"
+
+
+def _video_damaged(tmp, ro):
+    data = bytearray(write_clip(tmp / "whole.mov", frames=12).read_bytes())
+    (tmp / "whole.mov").unlink()
+    middle = len(data) // 2
+    data[middle : middle + 2000] = bytes((7 * b + 3) % 256 for b in data[middle : middle + 2000])
+    (tmp / "damaged.mov").write_bytes(bytes(data))
+    return [tmp / "damaged.mov"], 1, "truncated or damaged"
+
+
+def _video_audio_only(tmp, ro):
+    write_clip(tmp / "sound.mp4", video=False)
+    return [tmp / "sound.mp4"], 1, "has no video stream (it holds audio)"
+
+
+def _video_without_frames(tmp, ro):
+    write_clip(tmp / "zero.mkv", frames=0)
+    return [tmp / "zero.mkv"], 1, "has a video stream but no frames"
+
+
+def _video_to_an_image(tmp, ro):
+    write_clip(tmp / "clip.mkv", frames=2)
+    return [tmp / "clip.mkv", "-o", tmp / "out.png"], 1, "video is written as .mp4, .mkv, .mov"
+
+
+def _video_to_webm(tmp, ro):
+    write_clip(tmp / "clip.mkv", frames=2)
+    return [tmp / "clip.mkv", "-o", tmp / "out.webm"], 1, "video is written as"
+
+
+def _bad_crf(tmp, ro):
+    return [tmp / GOOD, "--crf", "52"], 2, "--crf 52"
+
+
 CASES = [_missing, _empty, _truncated, _not_an_image, _unknown_input_suffix, _unknown_output_suffix, _no_images,
          _unwritable_output, _read_only_file_system, _raw_output, _output_exists, _output_over_input, _two_inputs_one_output,
          _several_inputs_to_a_file, _bad_shard, _shard_not_k_of_n, _bad_strength, _tile_below_useful,
-         _negative_tile, _bad_quality, _bad_ext, _unknown_model]
+         _negative_tile, _bad_quality, _bad_ext, _unknown_model, _video_not_a_video, _video_empty, _video_truncated,
+         _video_truncated_matroska, _video_damaged, _video_audio_only, _video_without_frames, _video_to_an_image,
+         _video_to_webm, _bad_crf]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__.strip("_") for c in CASES])

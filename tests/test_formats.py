@@ -309,8 +309,8 @@ def test_folder_run_reads_heic_avif_raw_and_lists_what_it_does_not(cli, tmp_path
     assert pillow_heif.open_heif(out / "a_gamma.heic").info["bit_depth"] == 8
     skipped = [line for line in err.splitlines() if line.startswith("skipped:")]
     assert skipped == [
-        f"skipped: not an image lowlight reads: {folder / 'notes.txt'}",
-        f"skipped: not an image lowlight reads: {folder / 'sub' / 'c.xmp'}",
+        f"skipped: not an image or video lowlight reads: {folder / 'notes.txt'}",
+        f"skipped: not an image or video lowlight reads: {folder / 'sub' / 'c.xmp'}",
     ]
     assert err.splitlines()[-1].startswith("4 done, 0 skipped, 0 failed")
 

@@ -133,6 +133,50 @@ def test_models_with_global_context_give_the_whole_pass_tiled(name):
     assert error(measured) < 0.05 * error(one_tile)
 
 
+@pytest.mark.parametrize("name", SMALL_GLOBAL)
+def test_a_call_takes_given_global_context_and_measures_its_own(name):
+    """``pooled=`` replaces the image's global context and ``measured=`` reports the image's own, as a
+    video frame uses them: run with another context, a pass measures its image's features under it, and
+    repeating that converges to the image's exact context (one pass or tiled)."""
+    from lowlight_cli.context import recording
+
+    spec = registry.get(name)
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    rgb = np.random.default_rng(0).random((40, 56, 3), dtype=np.float32) * 0.3
+    for scale in spec.scales:
+        enhancer = Enhancer(spec, net, RunOptions(device="cpu", scale=scale), name)
+        enhancer(rgb)  # the first call also measures the net's memory per pixel, with a pass of its own
+        with recording(net) as own:
+            plain = enhancer(rgb)
+        measured = []
+        assert np.abs(enhancer(rgb, measured=measured) - plain).max() == 0
+        assert len(measured) == len(own) > 0
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(measured, own, strict=True))
+        assert np.abs(enhancer(rgb, pooled=own) - plain).max() < 1e-6
+        guess = [v + 1.0 for v in own]
+        assert np.abs(enhancer(rgb, pooled=guess) - plain).max() > 1e-4
+
+        def error(values):
+            return max(float((a - b).abs().max()) for a, b in zip(values, own, strict=True))
+
+        errors = [error(guess)]
+        for _ in range(3):
+            enhancer(rgb, pooled=guess, measured=(guess := []))
+            errors.append(error(guess))
+        assert errors[-1] < 0.01 * errors[0], errors
+    tiled = Enhancer(spec, net, RunOptions(device="cpu", tile=2 * spec.overlap, memory_gb=64), name)
+    big = np.random.default_rng(1).random((3 * spec.overlap, 3 * spec.overlap, 3), dtype=np.float32) * 0.3
+    with recording(net) as exact:
+        Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64), name)(big)
+    measured = []
+    tiled(big, pooled=[v + 1.0 for v in exact], measured=measured)
+    assert max(float((a - b).abs().max()) for a, b in zip(measured, exact, strict=True)) < 1e-4
+
+
 def test_tile_plan_follows_the_budget_not_the_moment(monkeypatch):
     import os
 
