@@ -334,19 +334,54 @@ def train(
 
 
 @app.command("export")
-def export_run(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `lowlight train`.")],
+def export_cmd(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", show_default=False,
+        help="A run folder written by `lowlight train` (any folder is read as one), or with --onnx a model name (mirnet, neid.lol) or .safetensors file.")],
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Also (for a model: only) write the model as a dynamic-size ONNX graph to this file; needs the onnx extra.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --onnx file.")] = False,
 ) -> None:
-    """Write RUN_DIR/export/<model>-<data>.safetensors from best.pt; print its sha256 and a weights.toml entry.
+    """Export a training run's best weights as safetensors (printing its sha256 and a weights.toml entry),
+    and/or a model as an ONNX graph for other runtimes.
+
+    RUN_DIR: writes RUN_DIR/export/<model>-<data>.safetensors from best.pt; with --onnx, that file as an
+    ONNX graph too. MODEL: --onnx only. The graph is one untiled pass of the whole image: any height and
+    width (at least the model's size multiple; it pads inside), batch dynamic, output not clamped.
+    Tens of seconds per model.
 
     Examples:
 
       lowlight export runs/msrnet-lol
-    """
-    from .train import export
 
-    path, sha, toml = export(run_dir)
-    out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)
+      lowlight export mirnet --onnx mirnet.onnx
+
+      lowlight export neid.lol --onnx neid-x2.onnx
+
+      lowlight export runs/mirnet-exp/export/mirnet-lol.safetensors --onnx mirnet-exp.onnx
+    """
+    from .errors import UsageError
+
+    if onnx is not None:
+        from .onnx_graph import check_output, require
+
+        require("onnx", "onnxscript")
+        check_output(onnx, overwrite=overwrite)  # before a run's export or a model's loading
+    if Path(source).is_dir():
+        from .train import export
+
+        path, sha, toml = export(Path(source))
+        out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)
+        source = str(path)
+    elif onnx is None:
+        raise UsageError(f"{source} is not a run folder",
+                         "give a folder written by `lowlight train`, or add --onnx FILE to export a model as an ONNX graph")
+    if onnx is not None:
+        from .onnx_graph import export_onnx
+        from .weights import load_named
+
+        spec, net, label = load_named(source)
+        err.print(f"exporting {label} to ONNX (torch.export traces it: tens of seconds)", highlight=False, markup=False)
+        graph = export_onnx(spec, net, onnx, label=label, overwrite=overwrite)
+        out.print(f"exported {graph.path} ({label}, {graph.seconds:.0f} s)\n{graph.describe()}", highlight=False, markup=False)
 
 
 # Options of the commands that score models on paired data.

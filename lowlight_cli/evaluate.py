@@ -151,15 +151,10 @@ def _load(names: Sequence[str], options: RunOptions) -> list[Enhancer]:
 def _load_one(name: str, options: RunOptions) -> Enhancer:
     """A model name, or a ``.safetensors`` file (its arch read from its metadata; labelled by file name)."""
     if name.endswith(".safetensors"):
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"no weights file {path}", "give a model name or an existing .safetensors file")
-        from .weights import load_state
+        from .weights import arch_of_file
 
-        _, meta = load_state(path, None)
-        if not meta.get("arch"):
-            raise UsageError(f"{path} does not say which model it is for", "re-export it with `lowlight export`")
-        enhancer = load_enhancer(meta["arch"], weights=path, options=options)
+        path = Path(name)
+        enhancer = load_enhancer(arch_of_file(path), weights=path, options=options)
         enhancer.label = str(path)
         return enhancer
     return load_enhancer(name, options=options)
