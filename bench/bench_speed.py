@@ -14,8 +14,9 @@ budget, pad -> network -> crop (``tiling.run_padded``), on the shipped sample re
   bf16            bf16 autocast; only where the CPU has native bf16 (avx512_bf16 or amx_bf16)
   malloc_keep     fp32 with glibc keeping freed memory (mmap threshold 32 MiB, its maximum; no trimming)
   compile         torch.compile (inductor, static shapes); its compile time is printed
-  onnx            ONNX Runtime on the graph of `lowlight export --onnx`, CPU provider, same threads,
-                  all graph optimisations; its export time is printed (--onnx-dir keeps the graphs)
+  onnx            ``--backend onnx``: ONNX Runtime on the graph of `lowlight export --onnx`, CPU provider,
+                  same threads, all graph optimisations; its export time is printed (--onnx-dir keeps
+                  the graphs between runs)
 
 Every round runs each mode once (interleaved, so a change in the machine's load hits every mode
 alike) and the median of ``--repeats`` rounds is kept, after one untimed warm-up per mode. GMAC/s
@@ -174,8 +175,9 @@ class _Timeout(Exception):
     pass
 
 
-def _compiled(net: torch.nn.Module, x: torch.Tensor, budget: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """torch.compile'd ``net`` and its compile time, or raises (TimeoutError past ``budget`` seconds)."""
+def _compiled(spec, net: torch.nn.Module, x: torch.Tensor, budget: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """torch.compile'd ``net``, compiled for ``x`` padded, and its compile time, or raises (TimeoutError
+    past ``budget`` seconds)."""
     compiled = torch.compile(copy.deepcopy(net), dynamic=False)
 
     def alarm(signum, frame):
@@ -186,7 +188,7 @@ def _compiled(net: torch.nn.Module, x: torch.Tensor, budget: int) -> tuple[Calla
     start = time.perf_counter()
     try:
         with torch.no_grad():
-            compiled(x)
+            run_padded(compiled, x, multiple=spec.size_multiple, scale=spec.scale)
     except _Timeout:
         raise TimeoutError(f"compiling took over {budget} s (--compile-budget)") from None
     finally:
@@ -195,20 +197,15 @@ def _compiled(net: torch.nn.Module, x: torch.Tensor, budget: int) -> tuple[Calla
     return _eager(compiled), f"compile {time.perf_counter() - start:.0f} s"
 
 
-def _onnx(spec: registry.ModelSpec, net: torch.nn.Module, label: str, folder: Path, threads: int):
-    """An ONNX Runtime session over the graph ``lowlight export --onnx`` writes (exported once into ``folder``)."""
+def _onnx(spec: registry.ModelSpec, net: torch.nn.Module, label: str, threads: int):
+    """``--backend onnx``'s forward: ONNX Runtime on the graph of `lowlight export --onnx`, exported into
+    the cache (``--onnx-dir``) unless it is there."""
     from lowlight_cli import onnx_graph
 
-    path = folder / f"{label.replace('/', '_')}.onnx"
-    note = f"graph from {path}"
-    if not path.is_file():
-        note = f"export {onnx_graph.export_onnx(spec, net, path, label=label).seconds:.0f} s"
-    session = onnx_graph.session(path, threads)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {onnx_graph.INPUT: x.numpy()})[0])
-
-    return run, note
+    cached = onnx_graph.cached_path(spec, net).is_file()
+    start = time.perf_counter()
+    run = onnx_graph.OnnxForward(spec, net, label, threads)
+    return run, "cached graph" if cached else f"export {time.perf_counter() - start:.0f} s"
 
 
 def make_modes(names: list[str], spec, net, label: str, x: torch.Tensor, args) -> list[Mode]:
@@ -233,9 +230,9 @@ def make_modes(names: list[str], spec, net, label: str, x: torch.Tensor, args) -
                 else:
                     mode.run, mode.setting = _eager(net), _keep_freed_memory
             elif name == "compile":
-                mode.run, mode.note = _compiled(net, x, args.compile_budget)
+                mode.run, mode.note = _compiled(spec, net, x, args.compile_budget)
             elif name == "onnx":
-                mode.run, mode.note = _onnx(spec, net, label, args.onnx_dir, torch.get_num_threads())
+                mode.run, mode.note = _onnx(spec, net, label, torch.get_num_threads())
         except Exception as e:  # a mode that cannot run here is a row that says why
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             mode.run, mode.skipped = None, f"skipped: {type(e).__name__}: {first[:120]}"
@@ -256,44 +253,47 @@ def timed(mode: Mode, x: torch.Tensor, multiple: int, scale: int) -> torch.Tenso
 # ---------------------------------------------------------------- roofline
 
 
-_RATES: dict[tuple[int, int], float] = {}
+def conv3x3_probe(c_in: int, c_out: int) -> tuple[Callable[[], float], int]:
+    """A dense 3x3 convolution ``c_in -> c_out`` (padding 1, fp32, the current threads) on a square input
+    sized for about :data:`PROBE_MACS`: a function timing one call, and the MACs of a call."""
+    side = int(min(512, max(32, math.sqrt(PROBE_MACS / (9 * c_in * c_out)))))
+    x, w = torch.rand(1, c_in, side, side), torch.rand(c_out, c_in, 3, 3)
 
-
-def conv3x3_rate(c_in: int, c_out: int, repeats: int = 5) -> float:
-    """MAC/s of a dense 3x3 convolution ``c_in -> c_out`` (padding 1, fp32, the current threads), on a
-    square input sized for about :data:`PROBE_MACS` per call; the median of ``repeats`` calls."""
-    if (c_in, c_out) not in _RATES:
-        side = int(min(512, max(32, math.sqrt(PROBE_MACS / (9 * c_in * c_out)))))
-        x, w = torch.rand(1, c_in, side, side), torch.rand(c_out, c_in, 3, 3)
+    def seconds() -> float:
         with torch.no_grad():
+            start = time.perf_counter()
             F.conv2d(x, w, padding=1)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                F.conv2d(x, w, padding=1)
-                times.append(time.perf_counter() - start)
-        _RATES[c_in, c_out] = side * side * 9 * c_in * c_out / statistics.median(times)
-    return _RATES[c_in, c_out]
+            return time.perf_counter() - start
+
+    return seconds, side * side * 9 * c_in * c_out
 
 
-def roofline_gmacs(spec: registry.ModelSpec, min_share: float = 0.005) -> float:
-    """GMAC/s the model's MACs would reach with every layer as fast as a dense 3x3 conv of its widths.
+class Roofline:
+    """GMAC/s a model's MACs would reach with every layer as fast as a dense 3x3 conv of its widths.
 
+    :meth:`measure` times one call of each probe, so it can run in every round beside the modes.
     Widths carrying less than ``min_share`` of the MACs are not probed; their MACs take the average
     speed of those that are.
     """
-    side = 16 * spec.size_multiple
-    with torch.device("meta"):
-        calls = macs_by_layer(spec.create(), torch.zeros(1, 3, side, side))
-    by_width: dict[tuple[int, int], int] = {}
-    for layer, macs in calls:
-        widths = (layer.in_features, layer.out_features) if isinstance(layer, torch.nn.Linear) else (layer.in_channels, layer.out_channels)
-        by_width[widths] = by_width.get(widths, 0) + macs
-    total = sum(by_width.values())
-    probed = {w: m for w, m in by_width.items() if m >= min_share * total}
-    seconds = sum(m / conv3x3_rate(*w) for w, m in probed.items())
-    seconds *= total / sum(probed.values())
-    return total / seconds / 1e9
+
+    def __init__(self, spec: registry.ModelSpec, min_share: float = 0.005) -> None:
+        side = 16 * spec.size_multiple
+        with torch.device("meta"):
+            calls = macs_by_layer(spec.create(), torch.zeros(1, 3, side, side))
+        by_width: dict[tuple[int, int], int] = {}
+        for layer, macs in calls:
+            linear = isinstance(layer, torch.nn.Linear)
+            widths = (layer.in_features, layer.out_features) if linear else (layer.in_channels, layer.out_channels)
+            by_width[widths] = by_width.get(widths, 0) + macs
+        self.total = sum(by_width.values())
+        self.probed = {w: m for w, m in by_width.items() if m >= min_share * self.total}
+        self.probes = {w: conv3x3_probe(*w) for w in self.probed}
+        self.rounds: list[float] = []
+
+    def measure(self) -> float:
+        seconds = sum(m * timer() / macs for w, m in self.probed.items() for timer, macs in [self.probes[w]])
+        self.rounds.append(self.total / (seconds * self.total / sum(self.probed.values())) / 1e9)
+        return self.rounds[-1]
 
 
 # ---------------------------------------------------------------- one model
@@ -320,18 +320,24 @@ def bench_learned(name: str, rgb: np.ndarray, args) -> None:
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
     mp = x.shape[-2] * x.shape[-1] / 1e6
     macs = macs_per_pixel(spec)
-    roof = roofline_gmacs(spec)
+    roofline = Roofline(spec)
     print(f"\n{label} ({source}): {format_params(parameter_count(spec))} parameters, {format_macs(macs)} MACs/px, "
-          f"scale {spec.scale}, roofline {roof:.1f} GMAC/s", flush=True)
+          f"scale {spec.scale}; roofline probes at widths (in, out) {', '.join(f'{a}-{b}' for a, b in roofline.probed)}",
+          flush=True)
     modes = make_modes(args.modes, spec, net, label, x, args)
     runnable = [m for m in modes if m.run is not None]
+    roofline.measure()  # warm-up
     for mode in runnable:  # warm-up, and the output compared
         mode.output = timed(mode, x, spec.size_multiple, spec.scale)
         mode.seconds.clear()
         mode.cpu.clear()
+    roofline.rounds.clear()
     for _ in range(args.repeats):
+        roofline.measure()
         for mode in runnable:
             timed(mode, x, spec.size_multiple, spec.scale)
+    roof = statistics.median(roofline.rounds)
+    print(f"roofline {roof:.1f} GMAC/s (median of rounds: {', '.join(f'{r:.1f}' for r in roofline.rounds)})")
     reference = next((m.output for m in runnable if m.name == "fp32"), None)
     print("| model | mode | s/MP | GMAC/s | % roof | sys/user | max diff | PSNR vs fp32 | note |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -374,7 +380,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: every core)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--compile-budget", type=int, default=600, help="seconds torch.compile may take per model")
-    parser.add_argument("--onnx-dir", type=Path, default=None, help="folder keeping the exported graphs between runs")
+    parser.add_argument("--onnx-dir", type=Path, default=None, help="cache folder keeping the exported graphs between runs (default: a temporary one)")
     args = parser.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(args.modes) - set(MODES))
@@ -390,9 +396,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; input {rgb.shape[1]}x{rgb.shape[0]} ({rgb.shape[0] * rgb.shape[1] / 1e6:.2f} MP); "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.onnx_dir is None:
-            args.onnx_dir = Path(tmp)
-        args.onnx_dir.mkdir(parents=True, exist_ok=True)
+        from lowlight_cli.onnx_graph import CACHE_ENV
+
+        os.environ[CACHE_ENV] = str(args.onnx_dir or tmp)
         for name in [n.strip() for n in args.models.split(",") if n.strip()]:
             (bench_baseline if registry.get(name).kind == "baseline" else bench_learned)(name, rgb, args)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")

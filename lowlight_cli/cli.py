@@ -44,6 +44,7 @@ OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels sha
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch; onnx: ONNX Runtime on CPU, fp32 (the onnx extra; each model's graph exported once, tens of seconds, and cached); auto: onnx where it can run, else torch.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
 
 
@@ -65,15 +66,17 @@ def _root(
 
 
 def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0,
-                memory: float | None = None, threads: int = 0):
+                memory: float | None = None, threads: int = 0, backend: str = "torch"):
     from .errors import UsageError
-    from .inference import DTYPES, RunOptions, set_threads
+    from .inference import BACKENDS, DTYPES, RunOptions, set_threads
 
     if precision not in DTYPES:
         raise UsageError(f"unknown precision {precision!r}", "use fp32, fp16 or bf16")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}", f"use {', '.join(BACKENDS)}")
     set_threads(threads)
     return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength,
-                      memory_gb=memory)
+                      memory_gb=memory, backend=backend)
 
 
 def _clock(seconds: float) -> str:
@@ -122,6 +125,7 @@ def enhance(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
@@ -149,12 +153,14 @@ def enhance(
       lowlight enhance photos/ -o out/ --shard 3/8   # the 3rd of 8 machines
 
       lowlight enhance dusk.jpg --strength 0.5       # half way, in linear light
+
+      lowlight enhance shots/ --backend onnx         # ONNX Runtime (pip install 'lowlight[onnx]')
     """
     from . import batch
     from .images import check_quality
     from .inference import default_model_name, load_enhancer
 
-    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads, backend)
     check_quality(quality)
     name = model or default_model_name()
     naming = batch.naming(name, weights, scale=scale, suffix=suffix, ext=ext)
@@ -448,6 +454,7 @@ def eval_models(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -470,7 +477,7 @@ def eval_models(
     from .errors import UsageError
     from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows
 
-    options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads)
+    options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads, backend=backend)
     if paired is not None and model is not None:
         raise UsageError("--paired names its two models itself", "drop --model")
     if output is not None:
@@ -516,6 +523,7 @@ def compare(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -539,7 +547,7 @@ def compare(
         raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
     if dataset is not None and ref is not None:
         raise UsageError("--ref goes with an INPUT image; a dataset brings its own references", "drop --ref")
-    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads, backend)
     names = _names(methods)
     if input_path is not None:
         name = f"{input_path.stem}_compare.png"

@@ -19,14 +19,18 @@ Needs the ``onnx`` extra (``pip install 'lowlight[onnx]'``: onnx, onnxscript, on
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import inspect
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,6 +146,66 @@ def _quiet_exporter():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+CACHE_ENV = "LOWLIGHT_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where ``--backend onnx`` keeps its graphs: ``$LOWLIGHT_CACHE/onnx``, else ``$XDG_CACHE_HOME/lowlight/onnx``,
+    else ``~/.cache/lowlight/onnx``."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lowlight" / "onnx"
+
+
+def graph_key(spec: ModelSpec, net: nn.Module) -> str:
+    """A hash of everything a graph depends on: the weights, the model's and the pass's code, torch's
+    version. A changed model file or a retrained network gets a new graph, never a stale one."""
+    from . import __version__, context, tiling
+
+    h = hashlib.sha256(f"{spec.name} {spec.size_multiple} {spec.scale} {__version__} {torch.__version__}".encode())
+    for module in (inspect.getmodule(type(net)), tiling, context, sys.modules[__name__]):
+        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for name, tensor in net.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_path(spec: ModelSpec, net: nn.Module) -> Path:
+    """Where :func:`cached_graph` keeps the graph of ``net``."""
+    return cache_dir() / f"{spec.name}-{graph_key(spec, net)[:20]}.onnx"
+
+
+def cached_graph(spec: ModelSpec, net: nn.Module, label: str) -> Path:
+    """The graph of ``net`` in :func:`cache_dir`, exported the first time (tens of seconds, logged)."""
+    path = cached_path(spec, net)
+    if not path.is_file():
+        log.info("exporting %s to ONNX once (tens of seconds); cached in %s", label, path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot make the ONNX cache folder {path.parent}: {e.strerror or e}",
+                              f"set {CACHE_ENV} to a writable folder, or use --backend torch") from e
+        # Another process exporting the same graph at the same time is harmless: each writes atomically.
+        export_onnx(spec, net, path, label=label, overwrite=True)
+    return path
+
+
+class OnnxForward:
+    """``(1, 3, h, w)`` CPU float32 tensor -> the network's output, by ONNX Runtime on the cached graph.
+
+    A drop-in for ``net(t)`` on padded input (the graph pads nothing then): same values within ~1e-6.
+    """
+
+    def __init__(self, spec: ModelSpec, net: nn.Module, label: str, threads: int) -> None:
+        self.session = session(cached_graph(spec, net, label), threads)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(self.session.run(None, {INPUT: x})[0])
 
 
 def session(path: Path, threads: int):

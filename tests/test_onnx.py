@@ -134,3 +134,64 @@ def test_export_errors_come_before_any_work(cli, exports, tmp_path, monkeypatch)
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxscript" else real(n, *a))
     code, _, err = cli("export", "mirnet", "--onnx", tmp_path / "m2.onnx")
     assert code == 2 and "pip install 'lowlight[onnx]'" in err
+
+
+def test_onnx_backend_runs_the_tiles_through_the_cached_graph(cli, tmp_path, monkeypatch, write_dark, caplog):
+    from lowlight_cli import onnx_graph
+    from lowlight_cli.inference import Enhancer, RunOptions
+
+    monkeypatch.setenv(onnx_graph.CACHE_ENV, str(tmp_path / "cache"))
+    spec = registry.get("msrnet_tiny")
+    assert spec.tile_safe  # every tile goes through ONNX Runtime
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    weights = save_weights_file(net, spec, tmp_path)
+    src = write_dark(tmp_path / "dark.png", 70, 90)
+    with caplog.at_level("INFO", logger="lowlight"):
+        code, _, err = cli("enhance", src, "--model", "msrnet_tiny", "--weights", weights, "--backend", "onnx",
+                           "--tile", 2 * spec.overlap, "-o", tmp_path / "out.png")
+    assert code == 0, err
+    assert "exporting msrnet_tiny to ONNX once" in caplog.text
+    graphs = list((tmp_path / "cache" / "onnx").glob("msrnet_tiny-*.onnx"))
+    assert len(graphs) == 1 and (tmp_path / "out.png").is_file()
+
+    # The same weights find the same graph: no second export.
+    monkeypatch.setattr(onnx_graph, "export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    rgb = read_image(src).rgb
+    options = dict(device="cpu", tile=2 * spec.overlap)
+    by_onnx = Enhancer(spec, net, RunOptions(**options, backend="onnx"), "t")
+    assert by_onnx.plan(70, 90)[0] < 90  # tiled
+    assert np.abs(by_onnx(rgb) - Enhancer(spec, net, RunOptions(**options), "t")(rgb)).max() < 1e-4
+
+
+def test_onnx_backend_leaves_tiles_with_global_context_to_torch(tmp_path, monkeypatch, caplog):
+    from lowlight_cli import onnx_graph
+    from lowlight_cli.inference import Enhancer, RunOptions
+
+    monkeypatch.setenv(onnx_graph.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_graph, "export_onnx", lambda *a, **k: pytest.fail("no graph is needed"))
+    spec = registry.get("neid_tiny")
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    rgb = read_image(SAMPLE).rgb[:5 * spec.overlap, :6 * spec.overlap]
+    options = dict(device="cpu", tile=2 * spec.overlap, memory_gb=64)
+    with caplog.at_level("INFO", logger="lowlight"):
+        by_onnx = Enhancer(spec, net, RunOptions(**options, backend="onnx"), "t")(rgb)
+    assert "torch runs this image's" in caplog.text
+    assert np.array_equal(by_onnx, Enhancer(spec, net, RunOptions(**options), "t")(rgb))
+
+
+def test_auto_backend_is_torch_without_the_extra(monkeypatch, cli, tmp_path):
+    import importlib.util
+
+    from lowlight_cli.inference import Enhancer, RunOptions
+
+    spec = registry.get("msrnet_tiny")
+    assert Enhancer(spec, spec.create(), RunOptions(device="cpu", backend="auto"), "t").backend == "onnx"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    assert Enhancer(spec, spec.create(), RunOptions(device="cpu", backend="auto"), "t").backend == "torch"
+    code, _, err = cli("enhance", tmp_path / "x.png", "--backend", "onnx", "--model", "msrnet")
+    assert code != 0 and "Error:" in err
+    code, _, err = cli("enhance", tmp_path / "x.png", "--backend", "tensorrt")
+    assert code == 2 and "unknown backend 'tensorrt'" in err
