@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .errors import OutputError, UsageError
+from .errors import LowlightError, OutputError, UsageError
 from .images import write_atomic
 from .registry import ModelSpec
-from .tiling import run_padded
 
 log = logging.getLogger("lowlight")
 
@@ -56,7 +56,10 @@ class WholeImage(nn.Module):
     """``net`` behind lowlight's padding: ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H*s, W*s)``, unclamped.
 
     H and W are padded (reflection, bottom and right) to ``multiple`` before the network and the
-    output is cropped back, as :func:`tiling.run_padded` does for every pass lowlight runs.
+    output is cropped back, as :func:`tiling.run_padded` does for every pass lowlight runs, for sides
+    of at least ``multiple``. Not by calling it: its branches (pad or not, reflect or replicate) on
+    sizes would make torch.export specialise the graph to the traced size's remainder; here a pad of
+    0 is padded too, and the replicating branch for sides below the multiple is left out.
     """
 
     def __init__(self, net: nn.Module, *, multiple: int, scale: int) -> None:
@@ -64,7 +67,11 @@ class WholeImage(nn.Module):
         self.net, self.multiple, self.scale = net, multiple, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_padded(self.net, x, multiple=self.multiple, scale=self.scale)
+        h, w = x.shape[-2:]
+        m = self.multiple
+        if m > 1:
+            x = F.pad(x, (0, (w + m - 1) // m * m - w, 0, (h + m - 1) // m * m - h), mode="reflect")
+        return self.net(x)[..., : h * self.scale, : w * self.scale]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,10 +107,10 @@ def check_output(path: Path, *, overwrite: bool) -> None:
 
 
 def example_input(spec: ModelSpec) -> torch.Tensor:
-    """The input the graph is traced with: sides that are not multiples (so the padding is traced) and
-    differ from each other (so torch.export keeps them apart)."""
+    """The input the graph is traced with: no size 1 (torch.export would fix a dimension of 1 as a
+    constant) and sides that differ from each other (so it keeps them apart)."""
     m = max(spec.size_multiple, 8)
-    return torch.rand(1, 3, 5 * m + 1, 7 * m + 3)
+    return torch.rand(2, 3, 5 * m + 1, 7 * m + 3)
 
 
 def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, overwrite: bool = False) -> Exported:
@@ -119,8 +126,16 @@ def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, over
                   3: torch.export.Dim("width", **side)}}
     start = time.perf_counter()
     with _quiet_exporter():
-        program = torch.onnx.export(model, (example_input(spec),), dynamo=True, dynamic_shapes=dims,
-                                    input_names=[INPUT], output_names=[OUTPUT], verbose=False)
+        # torch.export first, by hand: torch.onnx.export would, where a size cannot stay dynamic,
+        # quietly fix it (to the traced size or its remainder) instead of failing. Checks it cannot
+        # prove at trace time (a reflection pad shorter than the side) become run-time asserts.
+        try:
+            traced = torch.export.export(model, (example_input(spec),), dynamic_shapes=dims, strict=False,
+                                         prefer_deferred_runtime_asserts_over_guards=True)
+        except Exception as e:  # torch.export's errors have no public base class
+            raise LowlightError(f"{label} cannot be traced with dynamic sizes: {str(e).splitlines()[0]}",
+                                "its forward branches on the input's size; report it with the model's name") from e
+        program = torch.onnx.export(traced, dynamo=True, input_names=[INPUT], output_names=[OUTPUT], verbose=False)
     program.model.metadata_props.update({
         "lowlight_model": label, "scale": str(spec.scale), "size_multiple": str(spec.size_multiple),
         "clamp": "no: clip the output to [0, 1]", "tiling": "none: one pass of the whole image",
@@ -163,10 +178,10 @@ def cache_dir() -> Path:
 def graph_key(spec: ModelSpec, net: nn.Module) -> str:
     """A hash of everything a graph depends on: the weights, the model's and the pass's code, torch's
     version. A changed model file or a retrained network gets a new graph, never a stale one."""
-    from . import __version__, context, tiling
+    from . import __version__, context
 
     h = hashlib.sha256(f"{spec.name} {spec.size_multiple} {spec.scale} {__version__} {torch.__version__}".encode())
-    for module in (inspect.getmodule(type(net)), tiling, context, sys.modules[__name__]):
+    for module in (inspect.getmodule(type(net)), context, sys.modules[__name__]):
         h.update(Path(inspect.getsourcefile(module)).read_bytes())
     for name, tensor in net.state_dict().items():
         h.update(name.encode())

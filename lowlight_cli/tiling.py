@@ -73,9 +73,7 @@ def edge_ramp(length: int, overlap: int, *, before: bool, after: bool) -> torch.
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     """Reflect-pad ``(B, C, H, W)`` at the bottom/right so H and W are multiples; returns (x, pad_h, pad_w)."""
     h, w = x.shape[-2:]
-    # Rounded up rather than (-h) % multiple: the same for sizes >= 1, and a form torch.export can
-    # reason about when the sizes are symbolic (the ONNX graph, onnx_graph.py, pads in the graph).
-    ph, pw = (h + multiple - 1) // multiple * multiple - h, (w + multiple - 1) // multiple * multiple - w
+    ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)

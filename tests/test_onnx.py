@@ -61,8 +61,9 @@ def test_onnx_graph_gives_pytorchs_whole_pass_at_any_size(name, tmp_path, cli):
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     m = spec.size_multiple
     # Not the traced size (onnx_graph.example_input): one needing padding, one a multiple (a tile as
-    # the tiler hands it over), and two photos at once (dynamic batch).
-    for x in (_photo(3 * m + 7, 9 * m + 5), _photo(6 * m, 4 * m), torch.cat([_photo(40, 52)] * 2)):
+    # the tiler hands it over), and three different photos at once (dynamic batch).
+    pair = _photo(40, 52)
+    for x in (_photo(3 * m + 7, 9 * m + 5), _photo(6 * m, 4 * m), torch.cat([pair, pair.flip(-1), pair.flip(-2)])):
         with torch.no_grad():
             expected = run_padded(net, x, multiple=m, scale=spec.scale).numpy()
         got = session.run(None, {"image": x.numpy()})[0]
