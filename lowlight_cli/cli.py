@@ -44,6 +44,7 @@ OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels sha
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch; onnx: ONNX Runtime on CPU, fp32 (the onnx extra; each model's graph exported once, tens of seconds, and cached); auto: onnx where it can run, else torch.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
 
 
@@ -65,15 +66,17 @@ def _root(
 
 
 def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0,
-                memory: float | None = None, threads: int = 0):
+                memory: float | None = None, threads: int = 0, backend: str = "torch"):
     from .errors import UsageError
-    from .inference import DTYPES, RunOptions, set_threads
+    from .inference import BACKENDS, DTYPES, RunOptions, set_threads
 
     if precision not in DTYPES:
         raise UsageError(f"unknown precision {precision!r}", "use fp32, fp16 or bf16")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}", f"use {', '.join(BACKENDS)}")
     set_threads(threads)
     return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength,
-                      memory_gb=memory)
+                      memory_gb=memory, backend=backend)
 
 
 def _clock(seconds: float) -> str:
@@ -134,6 +137,7 @@ def enhance(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
@@ -164,13 +168,15 @@ def enhance(
       lowlight enhance photos/ -o out/ --shard 3/8   # the 3rd of 8 machines
 
       lowlight enhance dusk.jpg --strength 0.5       # half way, in linear light
+
+      lowlight enhance shots/ --backend onnx         # ONNX Runtime (pip install 'lowlight[onnx]')
     """
     from . import batch
     from .images import check_quality
     from .inference import default_model_name, load_enhancer
     from .video import check_crf, is_video
 
-    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads, backend)
     check_quality(quality)
     check_crf(crf)
     name = model or default_model_name()
@@ -355,19 +361,54 @@ def train(
 
 
 @app.command("export")
-def export_run(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `lowlight train`.")],
+def export_cmd(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", show_default=False,
+        help="A run folder written by `lowlight train` (any folder is read as one), or with --onnx a model name (mirnet, neid.lol) or .safetensors file.")],
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Also (for a model: only) write the model as a dynamic-size ONNX graph to this file; needs the onnx extra.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --onnx file.")] = False,
 ) -> None:
-    """Write RUN_DIR/export/<model>-<data>.safetensors from best.pt; print its sha256 and a weights.toml entry.
+    """Export a training run's best weights as safetensors (printing its sha256 and a weights.toml entry),
+    and/or a model as an ONNX graph for other runtimes.
+
+    RUN_DIR: writes RUN_DIR/export/<model>-<data>.safetensors from best.pt; with --onnx, that file as an
+    ONNX graph too. MODEL: --onnx only. The graph is one untiled pass of the whole image: any height and
+    width (at least the model's size multiple; it pads inside), batch dynamic, output not clamped.
+    Tens of seconds per model.
 
     Examples:
 
       lowlight export runs/msrnet-lol
-    """
-    from .train import export
 
-    path, sha, toml = export(run_dir)
-    out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)
+      lowlight export mirnet --onnx mirnet.onnx
+
+      lowlight export neid.lol --onnx neid-x2.onnx
+
+      lowlight export runs/mirnet-exp/export/mirnet-lol.safetensors --onnx mirnet-exp.onnx
+    """
+    from .errors import UsageError
+
+    if onnx is not None:
+        from .onnx_graph import check_output, require
+
+        require("onnx", "onnxscript")
+        check_output(onnx, overwrite=overwrite)  # before a run's export or a model's loading
+    if Path(source).is_dir():
+        from .train import export
+
+        path, sha, toml = export(Path(source))
+        out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)
+        source = str(path)
+    elif onnx is None:
+        raise UsageError(f"{source} is not a run folder",
+                         "give a folder written by `lowlight train`, or add --onnx FILE to export a model as an ONNX graph")
+    if onnx is not None:
+        from .onnx_graph import export_onnx
+        from .weights import load_named
+
+        spec, net, label = load_named(source)
+        err.print(f"exporting {label} to ONNX (torch.export traces it: tens of seconds)", highlight=False, markup=False)
+        graph = export_onnx(spec, net, onnx, label=label, overwrite=overwrite)
+        out.print(f"exported {graph.path} ({label}, {graph.seconds:.0f} s)\n{graph.describe()}", highlight=False, markup=False)
 
 
 # Options of the commands that score models on paired data.
@@ -434,6 +475,7 @@ def eval_models(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -456,7 +498,7 @@ def eval_models(
     from .errors import UsageError
     from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows
 
-    options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads)
+    options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads, backend=backend)
     if paired is not None and model is not None:
         raise UsageError("--paired names its two models itself", "drop --model")
     if output is not None:
@@ -502,6 +544,7 @@ def compare(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "torch",
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -525,7 +568,7 @@ def compare(
         raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
     if dataset is not None and ref is not None:
         raise UsageError("--ref goes with an INPUT image; a dataset brings its own references", "drop --ref")
-    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads)
+    options = run_options(device, tile, overlap, precision, scale, strength, memory, threads, backend)
     names = _names(methods)
     if input_path is not None:
         name = f"{input_path.stem}_compare.png"

@@ -78,6 +78,11 @@ def uses_global_context(net: nn.Module) -> bool:
     return bool(pools(net))
 
 
+def attached(net: nn.Module) -> bool:
+    """Whether a context (recording, measuring or replaying) is attached to ``net``'s poolings now."""
+    return any(m.context is not None for m in pools(net))
+
+
 @contextmanager
 def _attached(net: nn.Module, ctx: _Context) -> Iterator[_Context]:
     modules = pools(net)

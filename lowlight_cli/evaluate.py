@@ -151,15 +151,10 @@ def _load(names: Sequence[str], options: RunOptions) -> list[Enhancer]:
 def _load_one(name: str, options: RunOptions) -> Enhancer:
     """A model name, or a ``.safetensors`` file (its arch read from its metadata; labelled by file name)."""
     if name.endswith(".safetensors"):
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"no weights file {path}", "give a model name or an existing .safetensors file")
-        from .weights import load_state
+        from .weights import arch_of_file
 
-        _, meta = load_state(path, None)
-        if not meta.get("arch"):
-            raise UsageError(f"{path} does not say which model it is for", "re-export it with `lowlight export`")
-        enhancer = load_enhancer(meta["arch"], weights=path, options=options)
+        path = Path(name)
+        enhancer = load_enhancer(arch_of_file(path), weights=path, options=options)
         enhancer.label = str(path)
         return enhancer
     return load_enhancer(name, options=options)
@@ -357,22 +352,27 @@ def count_macs(net: torch.nn.Module, x: torch.Tensor) -> int:
     Counted with forward hooks from the shapes alone, so ``net`` and ``x`` may live on the meta device.
     Stride, groups and dilation follow from the shapes; bias additions are not MACs.
     """
-    total = 0
+    return sum(macs for _, macs in macs_by_layer(net, x))
+
+
+def macs_by_layer(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Module, int]]:
+    """``(layer, MACs)`` for every call of a ``Conv2d``, ``ConvTranspose2d`` or ``Linear`` layer in
+    ``net(x)``, in call order (a layer applied twice appears twice); see :func:`count_macs`."""
+    calls: list[tuple[torch.nn.Module, int]] = []
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
         if isinstance(module, torch.nn.ConvTranspose2d):  # each input value meets C_out/groups * k*k weights
             k = module.kernel_size[0] * module.kernel_size[1]
-            total += inputs[0].numel() * (module.out_channels // module.groups) * k
+            calls.append((module, inputs[0].numel() * (module.out_channels // module.groups) * k))
         elif isinstance(module, torch.nn.Conv2d):  # each output value meets C_in/groups * k*k weights
             k = module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * (module.in_channels // module.groups) * k
+            calls.append((module, output.numel() * (module.in_channels // module.groups) * k))
         else:
-            total += output.numel() * module.in_features
+            calls.append((module, output.numel() * module.in_features))
 
     layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
     run_with_hooks(net, x, [m for m in net.modules() if isinstance(m, layers)], hook)
-    return total
+    return calls
 
 
 def macs_per_pixel(spec: registry.ModelSpec) -> float:

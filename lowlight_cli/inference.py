@@ -30,6 +30,8 @@ from .tiling import Progress, owned_cells, run_padded, tile_spans, tiled_forward
 log = logging.getLogger("lowlight")
 
 Precision = Literal["fp32", "fp16", "bf16"]
+Backend = Literal["torch", "onnx", "auto"]
+BACKENDS = ("torch", "onnx", "auto")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 128
 FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
@@ -39,7 +41,9 @@ FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled 
 class RunOptions:
     """How to run a model. ``tile=0``: one pass when the image fits ``memory_gb`` (default: see
     :func:`memory_budget_bytes`), else the largest tile that does; ``overlap=None`` uses the model's.
-    ``strength``: 1 is the model's output, 0 the input, in between a blend in linear light (:func:`blend`)."""
+    ``strength``: 1 is the model's output, 0 the input, in between a blend in linear light (:func:`blend`).
+    ``backend``: ``torch``; ``onnx``, ONNX Runtime on CPU in fp32 (:mod:`lowlight_cli.onnx_graph`; the
+    graph exported once and cached); ``auto``, onnx where it can run (CPU, fp32, the onnx extra), else torch."""
 
     device: str = "auto"
     tile: int = 0
@@ -48,6 +52,7 @@ class RunOptions:
     scale: int | None = None
     strength: float = 1.0
     memory_gb: float | None = None
+    backend: Backend = "torch"
 
 
 def set_threads(n: int) -> None:
@@ -206,9 +211,40 @@ class Enhancer:
             )
         if options.tile and options.overlap is not None and options.overlap >= options.tile:
             raise UsageError(f"--overlap {options.overlap} must be smaller than --tile {options.tile}", None)
+        self.backend = "torch" if net is None else self._pick_backend(options.backend)
         if net is not None:
             self.net = net.to(self.device).eval()
             self.budget = memory_budget_bytes(self.device, options.memory_gb)
+
+    def _pick_backend(self, asked: str) -> str:
+        if asked not in BACKENDS:
+            raise UsageError(f"unknown backend {asked!r}", f"use {', '.join(BACKENDS)}")
+        if asked == "torch":
+            return asked
+        from .onnx_graph import EXTRA_HINT, require
+
+        why_not = ("it runs on CPU only" if self.device.type != "cpu" else
+                   "it runs fp32 only" if self.dtype != torch.float32 else "")
+        if asked == "auto":
+            try:
+                require("onnxruntime", "onnx", "onnxscript")
+            except UsageError:
+                why_not = why_not or f"the onnx extra is not installed ({EXTRA_HINT})"
+            if why_not:
+                log.debug("--backend auto: torch, since ONNX Runtime cannot run here: %s", why_not)
+            return "torch" if why_not else "onnx"
+        if why_not:
+            raise UsageError(f"--backend onnx cannot run on {self.device} in {self.options.precision}: {why_not}",
+                             "use --device cpu --precision fp32, or --backend torch")
+        require("onnxruntime", "onnx", "onnxscript")
+        return asked
+
+    @functools.cached_property
+    def _onnx(self):
+        """ONNX Runtime over this net's graph, exported into the cache on first use."""
+        from .onnx_graph import OnnxForward
+
+        return OnnxForward(self.spec, self.net, self.label, torch.get_num_threads())
 
     @functools.cached_property
     def bytes_per_pixel(self) -> int:
@@ -270,6 +306,10 @@ class Enhancer:
 
     @torch.no_grad()
     def _forward(self, t: torch.Tensor) -> torch.Tensor:
+        # The graph has no way to take or give global context: passes that record, measure or replay
+        # it (tiles of a model that pools over the whole picture) run in torch.
+        if self.backend == "onnx" and not context.attached(self.net):
+            return self._onnx(t)
         y = self.net(t)
         if self.dtype != torch.float32 and not torch.isfinite(y).all():
             log.warning("non-finite output in %s; tile recomputed in fp32", self.options.precision)
@@ -306,6 +346,9 @@ class Enhancer:
         whole = tile >= max(h, w)
         if self.spec.tile_safe or (whole and pooled is None and measured is None):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
+        if self.backend == "onnx":
+            log.info("%s needs the whole image's context in each tile, which its ONNX graph cannot take: "
+                     "torch runs this image's %dx%d tiles", self.spec.name, tile, tile)
         if whole and measured is not None:  # one pass measures its own context as it runs
             with context.measuring(self.net, pooled) as means:
                 y = tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)

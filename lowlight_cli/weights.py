@@ -338,6 +338,27 @@ def load_model(
     return spec, net, pinned
 
 
+def arch_of_file(path: Path) -> str:
+    """The arch a ``.safetensors`` file says it holds weights for (its metadata; no hash check)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no weights file {path}", "give a model name or an existing .safetensors file")
+    _, meta = load_state(path, None)
+    if not meta.get("arch"):
+        raise UsageError(f"{path} does not say which model it is for", "re-export it with `lowlight export`")
+    return meta["arch"]
+
+
+def load_named(source: str) -> tuple[registry.ModelSpec, torch.nn.Module, str]:
+    """``(spec, net, label)`` for a model name (``mirnet``, ``neid.lol``) or a ``.safetensors`` file
+    (its arch from its metadata, labelled by its path), loaded as :func:`load_model` loads them."""
+    if source.endswith(".safetensors"):
+        spec, net, _ = load_model(arch_of_file(Path(source)), weights=Path(source))
+        return spec, net, source
+    spec, net, entry = load_model(source)
+    return spec, net, entry.name if entry is not None else spec.name
+
+
 def init_from(net: torch.nn.Module, path: Path, *, arch: str) -> str:
     """Load the weights file ``path``, made for ``arch``, into ``net`` (fine-tuning); returns its sha256.
 

@@ -1,0 +1,236 @@
+"""ONNX graphs of the learned models: export one (``lowlight export MODEL --onnx FILE``) and run one.
+
+The graph is lowlight's whole-image pass, :func:`tiling.run_padded` around the network:
+
+* input ``image``: float32 ``(batch, 3, height, width)`` in [0, 1], batch, height and width dynamic,
+  each side at least the model's size multiple (``spec.size_multiple``, 16 for NEID);
+* inside: reflect-padded at the bottom and right to that multiple, the network, cropped back;
+* output ``enhanced``: float32 ``(batch, 3, height * scale, width * scale)``, **not clamped**: clip it
+  to [0, 1] (lowlight clamps after blending tiles, so the graph leaves it to the caller too).
+
+It is an untiled pass: a model that pools over the whole picture (``spec.tile_safe`` False: MIRNet,
+NEID) pools over what the graph is given, so one call on the whole image gives what ``lowlight
+enhance`` gives when the image fits one pass; tiles fed to it one by one would each see only their
+own statistics (lowlight's tiler hands them the whole image's, :mod:`lowlight_cli.context`).
+
+Needs the ``onnx`` extra (``pip install 'lowlight[onnx]'``: onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LowlightError, OutputError, UsageError
+from .images import write_atomic
+from .registry import ModelSpec
+
+log = logging.getLogger("lowlight")
+
+INPUT, OUTPUT = "image", "enhanced"
+EXTRA_HINT = "pip install 'lowlight[onnx]' (onnx, onnxscript and onnxruntime)"
+
+
+def require(*modules: str) -> None:
+    """UsageError naming the extra to install unless every one of ``modules`` can be imported."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"ONNX needs {', '.join(missing)}, which is not installed", EXTRA_HINT)
+
+
+class WholeImage(nn.Module):
+    """``net`` behind lowlight's padding: ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H*s, W*s)``, unclamped.
+
+    H and W are padded (reflection, bottom and right) to ``multiple`` before the network and the
+    output is cropped back, as :func:`tiling.run_padded` does for every pass lowlight runs, for sides
+    of at least ``multiple``. Not by calling it: its branches (pad or not, reflect or replicate) on
+    sizes would make torch.export specialise the graph to the traced size's remainder; here a pad of
+    0 is padded too, and the replicating branch for sides below the multiple is left out.
+    """
+
+    def __init__(self, net: nn.Module, *, multiple: int, scale: int) -> None:
+        super().__init__()
+        self.net, self.multiple, self.scale = net, multiple, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.multiple
+        if m > 1:
+            x = F.pad(x, (0, (w + m - 1) // m * m - w, 0, (h + m - 1) // m * m - h), mode="reflect")
+        return self.net(x)[..., : h * self.scale, : w * self.scale]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exported:
+    """What :func:`export_onnx` wrote: the file, the model it holds, its sizes, the export's seconds."""
+
+    path: Path
+    label: str
+    scale: int
+    multiple: int
+    opset: int
+    seconds: float
+
+    def describe(self) -> str:
+        """The graph's contract, in the lines ``lowlight export`` prints."""
+        s = f"{self.scale} * " if self.scale > 1 else ""
+        sides = f"any size >= {self.multiple} (padded inside)" if self.multiple > 1 else "any size"
+        return (
+            f"input  {INPUT}: float32 (batch, 3, height, width) in [0, 1]; height and width {sides}\n"
+            f"output {OUTPUT}: float32 (batch, 3, {s}height, {s}width), not clamped: clip it to [0, 1]\n"
+            f"an untiled pass of the whole image; ONNX opset {self.opset}"
+        )
+
+
+def check_output(path: Path, *, overwrite: bool) -> None:
+    """OutputError before any work when ``path`` exists (without ``overwrite``) or its folder does not."""
+    if path.is_dir():
+        raise OutputError(f"--onnx {path} is a folder", "name the file, e.g. --onnx model.onnx")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists", "add --overwrite to replace it, or choose another file")
+    if not path.parent.is_dir():
+        raise OutputError(f"the output folder {path.parent} does not exist", f"create it first: mkdir -p {path.parent}")
+
+
+def example_input(spec: ModelSpec) -> torch.Tensor:
+    """The input the graph is traced with: no size 1 (torch.export would fix a dimension of 1 as a
+    constant) and sides that differ from each other (so it keeps them apart)."""
+    m = max(spec.size_multiple, 8)
+    return torch.rand(2, 3, 5 * m + 1, 7 * m + 3)
+
+
+def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, overwrite: bool = False) -> Exported:
+    """Write ``net`` (a network of ``spec``, on CPU) behind :class:`WholeImage` as a dynamic-size ONNX
+    graph to ``path``, atomically. Tens of seconds: torch.export traces it twice."""
+    require("onnx", "onnxscript")
+    check_output(path, overwrite=overwrite)
+    model = WholeImage(net.float().eval(), multiple=spec.size_multiple, scale=spec.scale)
+    # Sides below the multiple would need replicate padding where reflection runs out; the graph has
+    # the reflecting branch only.
+    side = {"min": max(2, spec.size_multiple), "max": 2**16}
+    dims = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", **side),
+                  3: torch.export.Dim("width", **side)}}
+    start = time.perf_counter()
+    with _quiet_exporter():
+        # torch.export first, by hand: torch.onnx.export would, where a size cannot stay dynamic,
+        # quietly fix it (to the traced size or its remainder) instead of failing. Checks it cannot
+        # prove at trace time (a reflection pad shorter than the side) become run-time asserts.
+        try:
+            traced = torch.export.export(model, (example_input(spec),), dynamic_shapes=dims, strict=False,
+                                         prefer_deferred_runtime_asserts_over_guards=True)
+        except Exception as e:  # torch.export's errors have no public base class
+            raise LowlightError(f"{label} cannot be traced with dynamic sizes: {str(e).splitlines()[0]}",
+                                "its forward branches on the input's size; report it with the model's name") from e
+        program = torch.onnx.export(traced, dynamo=True, input_names=[INPUT], output_names=[OUTPUT], verbose=False)
+    program.model.metadata_props.update({
+        "lowlight_model": label, "scale": str(spec.scale), "size_multiple": str(spec.size_multiple),
+        "clamp": "no: clip the output to [0, 1]", "tiling": "none: one pass of the whole image",
+    })
+    write_atomic(path, program.model_proto.SerializeToString())
+    opset = next(o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx"))
+    return Exported(path=path, label=label, scale=spec.scale, multiple=spec.size_multiple, opset=opset,
+                    seconds=time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's warnings (torchvision missing, deprecations) and its optimiser's INFO lines are
+    not the user's concern."""
+    loggers = [logging.getLogger(name) for name in ("torch", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+CACHE_ENV = "LOWLIGHT_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where ``--backend onnx`` keeps its graphs: ``$LOWLIGHT_CACHE/onnx``, else ``$XDG_CACHE_HOME/lowlight/onnx``,
+    else ``~/.cache/lowlight/onnx``."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lowlight" / "onnx"
+
+
+def graph_key(spec: ModelSpec, net: nn.Module) -> str:
+    """A hash of everything a graph depends on: the weights, the model's and the pass's code, torch's
+    version. A changed model file or a retrained network gets a new graph, never a stale one."""
+    from . import __version__, context
+
+    h = hashlib.sha256(f"{spec.name} {spec.size_multiple} {spec.scale} {__version__} {torch.__version__}".encode())
+    for module in (inspect.getmodule(type(net)), context, sys.modules[__name__]):
+        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for name, tensor in net.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_path(spec: ModelSpec, net: nn.Module) -> Path:
+    """Where :func:`cached_graph` keeps the graph of ``net``."""
+    return cache_dir() / f"{spec.name}-{graph_key(spec, net)[:20]}.onnx"
+
+
+def cached_graph(spec: ModelSpec, net: nn.Module, label: str) -> Path:
+    """The graph of ``net`` in :func:`cache_dir`, exported the first time (tens of seconds, logged)."""
+    path = cached_path(spec, net)
+    if not path.is_file():
+        log.info("exporting %s to ONNX once (tens of seconds); cached in %s", label, path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot make the ONNX cache folder {path.parent}: {e.strerror or e}",
+                              f"set {CACHE_ENV} to a writable folder, or use --backend torch") from e
+        # Another process exporting the same graph at the same time is harmless: each writes atomically.
+        export_onnx(spec, net, path, label=label, overwrite=True)
+    return path
+
+
+class OnnxForward:
+    """``(1, 3, h, w)`` CPU float32 tensor -> the network's output, by ONNX Runtime on the cached graph.
+
+    A drop-in for ``net(t)`` on padded input (the graph pads nothing then): same values within ~1e-6.
+    """
+
+    def __init__(self, spec: ModelSpec, net: nn.Module, label: str, threads: int) -> None:
+        self.session = session(cached_graph(spec, net, label), threads)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(self.session.run(None, {INPUT: x})[0])
+
+
+def session(path: Path, threads: int):
+    """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads (0: every core), all graph
+    optimisations."""
+    require("onnxruntime")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
