@@ -22,7 +22,8 @@ Every round runs each mode once (interleaved, so a change in the machine's load 
 alike) and the median of ``--repeats`` rounds is kept, after one untimed warm-up per mode. GMAC/s
 counts the model's multiply-accumulates per pixel (``evaluate.macs_per_pixel``). The roofline is the
 speed those MACs would reach if each layer ran as fast as a dense 3x3 convolution with that layer's
-input and output widths, measured here with the same threads; ``% roof`` is GMAC/s over it. ``diff``
+input and output widths, measured here with the same threads (the faster of torch's and ONNX Runtime's
+convolution); ``% roof`` is GMAC/s over it. ``diff``
 and ``PSNR`` compare the mode's output, clamped to [0, 1], with fp32's on the photo (bf16 must reach
 45 dB to be eligible). ``sys/user`` is system over user CPU time in the timed passes: page faults of
 freshly mapped buffers show there. Baselines have one row, their numpy path through the Enhancer.
@@ -255,17 +256,49 @@ def timed(mode: Mode, x: torch.Tensor, multiple: int, scale: int) -> torch.Tenso
 
 def conv3x3_probe(c_in: int, c_out: int) -> tuple[Callable[[], float], int]:
     """A dense 3x3 convolution ``c_in -> c_out`` (padding 1, fp32, the current threads) on a square input
-    sized for about :data:`PROBE_MACS`: a function timing one call, and the MACs of a call."""
+    sized for about :data:`PROBE_MACS`: a function timing one call, and the MACs of a call. Each call
+    times torch's convolution and, where onnxruntime is installed, ONNX Runtime's, and keeps the faster:
+    the machine's speed is the best either library reaches (at narrow widths they differ by 2x)."""
     side = int(min(512, max(32, math.sqrt(PROBE_MACS / (9 * c_in * c_out)))))
     x, w = torch.rand(1, c_in, side, side), torch.rand(c_out, c_in, 3, 3)
+    ort_conv = _ort_conv(x, w)
 
     def seconds() -> float:
         with torch.no_grad():
             start = time.perf_counter()
             F.conv2d(x, w, padding=1)
-            return time.perf_counter() - start
+            best = time.perf_counter() - start
+        if ort_conv is not None:
+            start = time.perf_counter()
+            ort_conv()
+            best = min(best, time.perf_counter() - start)
+        return best
 
     return seconds, side * side * 9 * c_in * c_out
+
+
+def _ort_conv(x: torch.Tensor, w: torch.Tensor) -> Callable[[], object] | None:
+    """One ONNX Runtime call of ``conv2d(x, w, padding=1)``, or None without onnx and onnxruntime."""
+    try:
+        import onnx
+        from onnx import helper
+
+        from lowlight_cli.onnx_graph import session
+    except ImportError:
+        return None
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [node], "conv3x3", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[onnx.numpy_helper.from_array(w.numpy(), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "conv.onnx"
+        onnx.save(model, path)
+        run = session(path, torch.get_num_threads())
+    feed = {"x": x.numpy()}
+    run.run(None, feed)  # warm-up
+    return lambda: run.run(None, feed)
 
 
 class Roofline:
