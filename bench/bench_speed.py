@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import ctypes
 import logging
 import math
 import os
@@ -57,7 +56,7 @@ import torch.nn.functional as F
 
 # Run as a script from a checkout: make the package importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lowlight_cli import registry  # noqa: E402
+from lowlight_cli import allocator, registry  # noqa: E402
 from lowlight_cli.errors import LowlightError  # noqa: E402
 from lowlight_cli.evaluate import format_macs, format_params, macs_by_layer, macs_per_pixel, parameter_count  # noqa: E402
 from lowlight_cli.images import read_image  # noqa: E402
@@ -150,28 +149,6 @@ def _bf16(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return run
 
 
-# glibc's mallopt parameters (malloc.h) and its largest mmap threshold on 64-bit systems.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_MAX = 32 * 2**20
-DEFAULT_THRESHOLD = 128 * 2**10
-
-
-@contextlib.contextmanager
-def _keep_freed_memory() -> Iterator[None]:
-    """glibc serves large blocks from its heap and keeps what is freed, instead of a fresh mmap (and
-    its page faults) per block; afterwards the defaults are set again and the heap trimmed, so the
-    modes after this one start as before."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-    try:
-        yield
-    finally:
-        libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
-        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
-        libc.malloc_trim(0)
-
-
 class _Timeout(Exception):
     pass
 
@@ -226,10 +203,10 @@ def make_modes(names: list[str], spec, net, label: str, x: torch.Tensor, args) -
                 else:
                     mode.run = _bf16(net)
             elif name == "malloc_keep":
-                if platform.libc_ver()[0] != "glibc":
+                if not allocator.available():
                     mode.skipped = "skipped: not glibc"
                 else:
-                    mode.run, mode.setting = _eager(net), _keep_freed_memory
+                    mode.run, mode.setting = _eager(net), allocator.kept_freed_memory
             elif name == "compile":
                 mode.run, mode.note = _compiled(spec, net, x, args.compile_budget)
             elif name == "onnx":

@@ -68,6 +68,21 @@ class _Context:
             raise RuntimeError(f"global context call {k}: given {tuple(v.shape)} for an input of {tuple(x.shape)}")
         return v.to(device=x.device, dtype=x.dtype)
 
+    def take(self, own: Sequence[torch.Tensor] | None, cell_means: Sequence[torch.Tensor], counts: Sequence[int]) -> None:
+        """Record one whole forward pass run elsewhere, as its ``visit`` calls would have: ``own``, each
+        pooling's mean of its input (needed when nothing is given); ``cell_means`` and ``counts``,
+        the mean of its input over :attr:`cell` and the pixels in it (needed with a cell)."""
+        self.calls += len(cell_means)
+        if self.cell is not None:
+            self.sums.extend((m.double() * n, n) for m, n in zip(cell_means, counts, strict=True))
+        if self.given is None:
+            self.means.extend(m.float() for m in own)
+
+
+def attach(net: nn.Module, ctx) -> contextmanager:
+    """Attach ``ctx`` (anything with a ``visit(x)`` method) to every pooling of ``net`` while inside."""
+    return _attached(net, ctx)
+
 
 def pools(net: nn.Module) -> list[GlobalMean]:
     return [m for m in net.modules() if isinstance(m, GlobalMean)]
@@ -80,19 +95,29 @@ def uses_global_context(net: nn.Module) -> bool:
 
 def attached(net: nn.Module) -> bool:
     """Whether a context (recording, measuring or replaying) is attached to ``net``'s poolings now."""
-    return any(m.context is not None for m in pools(net))
+    return current(net) is not None
+
+
+def current(net: nn.Module) -> _Context | None:
+    """The context attached to ``net``'s poolings, if any: a runner other than the net itself (an ONNX
+    graph, :mod:`lowlight_cli.onnx_graph`) reads its ``given`` values and ``cell`` and fills its
+    ``means`` and ``sums`` as the poolings would, through :meth:`_Context.take`."""
+    return next((m.context for m in pools(net) if m.context is not None), None)
 
 
 @contextmanager
-def _attached(net: nn.Module, ctx: _Context) -> Iterator[_Context]:
+def _attached(net: nn.Module, ctx) -> Iterator:
     modules = pools(net)
+    before = [m.context for m in modules]
     for m in modules:
         m.context = ctx
     try:
         yield ctx
     finally:
-        for m in modules:
-            m.context = None
+        # What was attached before comes back: a graph exported (traced with a context of its own)
+        # while the tiler's context is attached must leave the tiler's in place.
+        for m, previous in zip(modules, before, strict=True):
+            m.context = previous
 
 
 @contextmanager

@@ -306,9 +306,7 @@ class Enhancer:
 
     @torch.no_grad()
     def _forward(self, t: torch.Tensor) -> torch.Tensor:
-        # The graph has no way to take or give global context: passes that record, measure or replay
-        # it (tiles of a model that pools over the whole picture) run in torch.
-        if self.backend == "onnx" and not context.attached(self.net):
+        if self.backend == "onnx":  # global context included (OnnxForward's context graphs)
             return self._onnx(t)
         y = self.net(t)
         if self.dtype != torch.float32 and not torch.isfinite(y).all():
@@ -346,9 +344,6 @@ class Enhancer:
         whole = tile >= max(h, w)
         if self.spec.tile_safe or (whole and pooled is None and measured is None):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
-        if self.backend == "onnx":
-            log.info("%s needs the whole image's context in each tile, which its ONNX graph cannot take: "
-                     "torch runs this image's %dx%d tiles", self.spec.name, tile, tile)
         if whole and measured is not None:  # one pass measures its own context as it runs
             with context.measuring(self.net, pooled) as means:
                 y = tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)

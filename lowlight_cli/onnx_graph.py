@@ -106,6 +106,73 @@ def check_output(path: Path, *, overwrite: bool) -> None:
         raise OutputError(f"the output folder {path.parent} does not exist", f"create it first: mkdir -p {path.parent}")
 
 
+class _GraphPooling:
+    """What each :class:`context.GlobalMean` does while a context graph is traced: call ``k`` returns
+    ``given[k]`` (where ``use_given`` is set, else its own mean) and, measuring, also gives the mean of
+    its input over ``cell`` and the pixels in it. The cell is ``(top, bottom, left, right)`` in
+    fractions of the padded input; at each pooling's resolution its edges round as
+    :meth:`context._Context.visit` rounds them (to even, on the pooling grid they fall on whole pixels)."""
+
+    def __init__(self, given: list[torch.Tensor], use_given: torch.Tensor | None = None,
+                 cell: torch.Tensor | None = None) -> None:
+        self.given, self.use_given, self.cell = given, use_given, cell
+        self.calls = 0
+        self.cell_means: list[torch.Tensor] = []
+        self.counts: list[torch.Tensor] = []
+
+    def visit(self, x: torch.Tensor) -> torch.Tensor:
+        k, self.calls = self.calls, self.calls + 1
+        if self.cell is None:
+            return self.given[k]
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, dtype=x.dtype, device=x.device)
+        cols = torch.arange(w, dtype=x.dtype, device=x.device)
+        t, b, l, r = self.cell[0] * h, self.cell[1] * h, self.cell[2] * w, self.cell[3] * w
+        row_in = ((rows >= torch.round(t)) & (rows < torch.round(b))).to(x.dtype)
+        col_in = ((cols >= torch.round(l)) & (cols < torch.round(r))).to(x.dtype)
+        n = row_in.sum() * col_in.sum()
+        # Two matrix-vector products read the features once, with no masked copy of them.
+        total = torch.matmul(torch.matmul(x, col_in), row_in)[..., None, None]
+        self.cell_means.append(total / n.clamp(min=1.0))
+        self.counts.append(n)
+        own = x.mean(dim=(2, 3), keepdim=True)
+        return torch.where(self.use_given > 0.5, self.given[k], own)
+
+
+class ContextGraph(nn.Module):
+    """The network with the global poolings' values as graph inputs (one image at a time, its sides
+    multiples of the model's size multiple: the tiler pads every crop before it runs).
+
+    ``measure=False`` (replay): inputs ``image``, ``context_k`` ``(1, C_k, 1, 1)`` for each pooling
+    call ``k``; output ``enhanced``, computed with those values instead of the image's own.
+    ``measure=True``: inputs ``image``, ``use_given`` (a scalar: 1 to use the ``context_k``, 0 for the
+    image's own means), ``cell`` (4 floats, module :class:`_GraphPooling`), ``context_k``; outputs
+    ``enhanced``, then every call's ``cell_mean_k`` and ``count_k``. With these two graphs the tiler's
+    passes (:mod:`lowlight_cli.context`: record, sweep, replay) run in ONNX Runtime too."""
+
+    def __init__(self, net: nn.Module, *, measure: bool) -> None:
+        super().__init__()
+        self.net, self.measure = net, measure
+
+    def forward(self, x: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from . import context
+
+        pooling = _GraphPooling(list(inputs[2:]), inputs[0], inputs[1]) if self.measure else _GraphPooling(list(inputs))
+        with context.attach(self.net, pooling):
+            y = self.net(x)
+        return (y, *pooling.cell_means, *pooling.counts) if self.measure else (y,)
+
+
+def context_shapes(spec: ModelSpec, net: nn.Module) -> list[tuple[int, ...]]:
+    """The shape of every pooling call's value in one pass, in call order."""
+    from . import context
+
+    x = torch.rand(1, 3, 2 * max(spec.size_multiple, 8), 2 * max(spec.size_multiple, 8))
+    with torch.no_grad(), context.recording(net) as means:
+        net(x)
+    return [tuple(m.shape) for m in means]
+
+
 def example_input(spec: ModelSpec) -> torch.Tensor:
     """The input the graph is traced with: no size 1 (torch.export would fix a dimension of 1 as a
     constant) and sides that differ from each other (so it keeps them apart)."""
@@ -113,32 +180,57 @@ def example_input(spec: ModelSpec) -> torch.Tensor:
     return torch.rand(2, 3, 5 * m + 1, 7 * m + 3)
 
 
-def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, overwrite: bool = False) -> Exported:
-    """Write ``net`` (a network of ``spec``, on CPU) behind :class:`WholeImage` as a dynamic-size ONNX
-    graph to ``path``, atomically. Tens of seconds: torch.export traces it twice."""
+KINDS = ("plain", "replay", "measure")
+
+
+def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, overwrite: bool = False,
+                kind: str = "plain") -> Exported:
+    """Write ``net`` (a network of ``spec``, on CPU) as a dynamic-size ONNX graph to ``path``, atomically:
+    ``plain``, :class:`WholeImage` (what ``lowlight export`` writes); ``replay`` and ``measure``,
+    :class:`ContextGraph` (what the tiler runs). Tens of seconds: torch.export traces it twice."""
     require("onnx", "onnxscript")
     check_output(path, overwrite=overwrite)
-    model = WholeImage(net.float().eval(), multiple=spec.size_multiple, scale=spec.scale)
+    net = net.float().eval()
     # Sides below the multiple would need replicate padding where reflection runs out; the graph has
     # the reflecting branch only.
     side = {"min": max(2, spec.size_multiple), "max": 2**16}
-    dims = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", **side),
-                  3: torch.export.Dim("width", **side)}}
+    height, width = torch.export.Dim("height", **side), torch.export.Dim("width", **side)
+    example = example_input(spec)
+    if kind == "plain":
+        model = WholeImage(net, multiple=spec.size_multiple, scale=spec.scale)
+        args = (example,)
+        dims = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: height, 3: width}}
+        inputs, outputs = [INPUT], [OUTPUT]
+    else:
+        measure = kind == "measure"
+        model = ContextGraph(net, measure=measure)
+        shapes = context_shapes(spec, net)
+        given = tuple(torch.rand(shape) for shape in shapes)
+        head = (torch.ones(()), torch.tensor([0.0, 0.5, 0.25, 1.0])) if measure else ()
+        m = spec.size_multiple
+        args = (example[:1, :, : example.shape[2] // m * m, : example.shape[3] // m * m], *head, *given)
+        rows, cols = torch.export.Dim("rows", min=1, max=2**16 // m), torch.export.Dim("cols", min=1, max=2**16 // m)
+        dims = {"x": {2: m * rows, 3: m * cols}, "inputs": tuple([None] * (len(head) + len(given)))}
+        names = [f"context_{k}" for k in range(len(shapes))]
+        inputs = [INPUT, *(["use_given", "cell"] if measure else []), *names]
+        outputs = [OUTPUT] + ([f"cell_mean_{k}" for k in range(len(shapes))] + [f"count_{k}" for k in range(len(shapes))]
+                              if measure else [])
     start = time.perf_counter()
     with _quiet_exporter():
         # torch.export first, by hand: torch.onnx.export would, where a size cannot stay dynamic,
         # quietly fix it (to the traced size or its remainder) instead of failing. Checks it cannot
         # prove at trace time (a reflection pad shorter than the side) become run-time asserts.
         try:
-            traced = torch.export.export(model, (example_input(spec),), dynamic_shapes=dims, strict=False,
+            traced = torch.export.export(model, args, dynamic_shapes=dims, strict=False,
                                          prefer_deferred_runtime_asserts_over_guards=True)
         except Exception as e:  # torch.export's errors have no public base class
             raise LowlightError(f"{label} cannot be traced with dynamic sizes: {str(e).splitlines()[0]}",
                                 "its forward branches on the input's size; report it with the model's name") from e
-        program = torch.onnx.export(traced, dynamo=True, input_names=[INPUT], output_names=[OUTPUT], verbose=False)
+        program = torch.onnx.export(traced, dynamo=True, input_names=inputs, output_names=outputs, verbose=False)
     program.model.metadata_props.update({
         "lowlight_model": label, "scale": str(spec.scale), "size_multiple": str(spec.size_multiple),
-        "clamp": "no: clip the output to [0, 1]", "tiling": "none: one pass of the whole image",
+        "clamp": "no: clip the output to [0, 1]",
+        "tiling": "none: one pass of the whole image" if kind == "plain" else "global context given as inputs",
     })
     write_atomic(path, program.model_proto.SerializeToString())
     opset = next(o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -189,38 +281,70 @@ def graph_key(spec: ModelSpec, net: nn.Module) -> str:
     return h.hexdigest()
 
 
-def cached_path(spec: ModelSpec, net: nn.Module) -> Path:
-    """Where :func:`cached_graph` keeps the graph of ``net``."""
-    return cache_dir() / f"{spec.name}-{graph_key(spec, net)[:20]}.onnx"
+def cached_path(spec: ModelSpec, net: nn.Module, kind: str = "plain") -> Path:
+    """Where :func:`cached_graph` keeps the ``kind`` graph of ``net``."""
+    suffix = "" if kind == "plain" else f"-{kind}"
+    return cache_dir() / f"{spec.name}-{graph_key(spec, net)[:20]}{suffix}.onnx"
 
 
-def cached_graph(spec: ModelSpec, net: nn.Module, label: str) -> Path:
-    """The graph of ``net`` in :func:`cache_dir`, exported the first time (tens of seconds, logged)."""
-    path = cached_path(spec, net)
+def cached_graph(spec: ModelSpec, net: nn.Module, label: str, kind: str = "plain") -> Path:
+    """The ``kind`` graph of ``net`` in :func:`cache_dir`, exported the first time (tens of seconds, logged)."""
+    path = cached_path(spec, net, kind)
     if not path.is_file():
-        log.info("exporting %s to ONNX once (tens of seconds); cached in %s", label, path.parent)
+        what = "" if kind == "plain" else f" ({kind} graph for tiles)"
+        log.info("exporting %s to ONNX once%s (tens of seconds); cached in %s", label, what, path.parent)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot make the ONNX cache folder {path.parent}: {e.strerror or e}",
                               f"set {CACHE_ENV} to a writable folder, or use --backend torch") from e
         # Another process exporting the same graph at the same time is harmless: each writes atomically.
-        export_onnx(spec, net, path, label=label, overwrite=True)
+        export_onnx(spec, net, path, label=label, overwrite=True, kind=kind)
     return path
 
 
 class OnnxForward:
-    """``(1, 3, h, w)`` CPU float32 tensor -> the network's output, by ONNX Runtime on the cached graph.
+    """``(1, 3, h, w)`` CPU float32 tensor -> the network's output, by ONNX Runtime on the cached graphs.
 
     A drop-in for ``net(t)`` on padded input (the graph pads nothing then): same values within ~1e-6.
+    With a global context attached to ``net`` (:func:`context.current`: the tiler's record, sweep and
+    replay passes, a video's measured frames), it runs the context graphs instead and gives and takes
+    the poolings' values as the net would. Each graph is exported on first need.
     """
 
     def __init__(self, spec: ModelSpec, net: nn.Module, label: str, threads: int) -> None:
-        self.session = session(cached_graph(spec, net, label), threads)
+        self.spec, self.net, self.label, self.threads = spec, net, label, threads
+        self._sessions: dict[str, object] = {}
+
+    def _session(self, kind: str):
+        if kind not in self._sessions:
+            self._sessions[kind] = session(cached_graph(self.spec, self.net, self.label, kind), self.threads)
+        return self._sessions[kind]
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        from . import context
+
         x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, {INPUT: x})[0])
+        ctx = context.current(self.net)
+        if ctx is None:
+            return torch.from_numpy(self._session("plain").run(None, {INPUT: x})[0])
+        if ctx.given is not None and ctx.cell is None:  # replaying: the given values, nothing measured
+            feed = {INPUT: x} | {f"context_{k}": v.float().numpy() for k, v in enumerate(ctx.given)}
+            return torch.from_numpy(self._session("replay").run(None, feed)[0])
+        shapes = context_shapes(self.spec, self.net) if ctx.given is None else [tuple(v.shape) for v in ctx.given]
+        given = ctx.given or [torch.zeros(shape) for shape in shapes]
+        whole = ((0.0, 1.0), (0.0, 1.0))
+        if ctx.given is None and ctx.cell not in (None, whole):
+            raise ValueError("a context graph measures a part of the picture only with the values given")
+        (top, bottom), (left, right) = ctx.cell or whole
+        feed = {INPUT: x, "use_given": np.array(0.0 if ctx.given is None else 1.0, np.float32),
+                "cell": np.array([top, bottom, left, right], np.float32)}
+        feed |= {f"context_{k}": v.float().numpy() for k, v in enumerate(given)}
+        y, *rest = self._session("measure").run(None, feed)
+        n = len(given)
+        cell_means = [torch.from_numpy(m) for m in rest[:n]]
+        ctx.take(cell_means, cell_means, [int(round(float(c))) for c in rest[n:]])
+        return torch.from_numpy(y)
 
 
 def session(path: Path, threads: int):

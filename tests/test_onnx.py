@@ -165,23 +165,6 @@ def test_onnx_backend_runs_the_tiles_through_the_cached_graph(cli, tmp_path, mon
     assert np.abs(by_onnx(rgb) - Enhancer(spec, net, RunOptions(**options), "t")(rgb)).max() < 1e-4
 
 
-def test_onnx_backend_leaves_tiles_with_global_context_to_torch(tmp_path, monkeypatch, caplog):
-    from lowlight_cli import onnx_graph
-    from lowlight_cli.inference import Enhancer, RunOptions
-
-    monkeypatch.setenv(onnx_graph.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(onnx_graph, "export_onnx", lambda *a, **k: pytest.fail("no graph is needed"))
-    spec = registry.get("neid_tiny")
-    torch.manual_seed(0)
-    net = spec.create().eval()
-    rgb = read_image(SAMPLE).rgb[:5 * spec.overlap, :6 * spec.overlap]
-    options = dict(device="cpu", tile=2 * spec.overlap, memory_gb=64)
-    with caplog.at_level("INFO", logger="lowlight"):
-        by_onnx = Enhancer(spec, net, RunOptions(**options, backend="onnx"), "t")(rgb)
-    assert "torch runs this image's" in caplog.text
-    assert np.array_equal(by_onnx, Enhancer(spec, net, RunOptions(**options), "t")(rgb))
-
-
 def test_auto_backend_is_torch_without_the_extra(monkeypatch, cli, tmp_path):
     import importlib.util
 
@@ -196,3 +179,40 @@ def test_auto_backend_is_torch_without_the_extra(monkeypatch, cli, tmp_path):
     assert code != 0 and "Error:" in err
     code, _, err = cli("enhance", tmp_path / "x.png", "--backend", "tensorrt")
     assert code == 2 and "unknown backend 'tensorrt'" in err
+
+
+GLOBAL = [n for n in SMALLEST if not registry.get(n).tile_safe]
+
+
+@pytest.mark.parametrize("name", GLOBAL)
+def test_onnx_tiles_get_the_global_context_as_torch_tiles_do(name, tmp_path, monkeypatch):
+    """`--backend onnx` runs every pass of the tiler in ONNX Runtime, global context included: the
+    context graphs record (a downscaled copy), measure (the sweep over tiles, a video's frames) and
+    replay (the tiles) as the torch net does, so both backends write the same picture."""
+    from lowlight_cli.inference import Enhancer, RunOptions
+
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path))
+    spec = registry.get(name)
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    rgb = np.random.default_rng(0).random((5 * spec.overlap + 3, 7 * spec.overlap - 5, 3), dtype=np.float32)
+    rgb *= np.linspace(0.1, 1.0, rgb.shape[1], dtype=np.float32)[None, :, None]
+    tile = 2 * spec.overlap
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        swept = Enhancer(spec, net, RunOptions(device="cpu", tile=tile, memory_gb=1e-9, backend=backend), name)
+        measured: list[torch.Tensor] = []
+        shifted = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64, backend=backend), name)
+        frame = shifted(rgb, pooled=None, measured=measured)
+        outputs[backend] = (swept(rgb), frame, shifted(rgb, pooled=[v + 1.0 for v in measured]), measured)
+    (t_swept, t_frame, t_given, t_measured), (o_swept, o_frame, o_given, o_measured) = outputs["torch"], outputs["onnx"]
+    assert np.abs(t_swept - o_swept).max() < 1e-4
+    assert np.abs(t_frame - o_frame).max() < 1e-4
+    assert np.abs(t_given - o_given).max() < 1e-4
+    assert np.abs(t_given - t_frame).max() > 10 * np.abs(t_given - o_given).max()  # given values are used
+    assert len(o_measured) == len(t_measured) > 0
+    assert max(float((a - b).abs().max()) for a, b in zip(o_measured, t_measured, strict=True)) < 1e-4
+    assert {p.name.split("-")[-1] for p in tmp_path.glob("onnx/*.onnx")} == {"measure.onnx", "replay.onnx"}
