@@ -77,17 +77,21 @@ def test_image(path: Path | None, size: tuple[int, int] | None, darken: float | 
 
 
 PEAK_CHILD = """
-import json, resource, sys, numpy as np, torch
+import json, sys, numpy as np, torch
 sys.path.insert(0, {root!r})
+from pathlib import Path
 from lowlight_cli.inference import RunOptions, load_enhancer
 torch.set_num_threads({threads})
 rgb = np.load({path!r})
-e = load_enhancer({model!r}, weights={weights!r}, options=RunOptions(device="cpu", tile=max(rgb.shape[:2]), scale={scale!r}))
+e = load_enhancer({model!r}, weights={weights!r}, options=RunOptions(device="cpu", tile=max(rgb.shape[:2]), scale={scale!r},
+                  backend={backend!r}))
 e.bytes_per_pixel
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts afresh
+base = status("VmRSS:")
 e(rgb)
-print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base,
-                   "bpp": e.bytes_per_pixel}}))
+print(json.dumps({{"peak": status("VmHWM:") - base, "bpp": e.bytes_per_pixel}}))
 """
 
 
@@ -97,7 +101,7 @@ def measured_peak(args, rgb: np.ndarray, scale: int) -> dict:
     np.save(path, rgb)
     code = PEAK_CHILD.format(root=str(Path(__file__).resolve().parents[1]), threads=torch.get_num_threads(),
                              path=str(path), model=args.model, weights=None if args.weights is None else str(args.weights),
-                             scale=args.scale)
+                             scale=args.scale, backend=args.backend)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     path.unlink()
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -119,7 +123,8 @@ def main() -> None:
     parser.add_argument("--tiles", type=parse_numbers, default=[512, 1024], help="tile sides in input pixels")
     parser.add_argument("--memory", type=lambda t: parse_numbers(t, float), default=[], help="budgets in GB")
     parser.add_argument("--scale", type=int, default=None, help="output scale (default: the model's native one)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime CPU threads")
+    parser.add_argument("--backend", default="auto", help="auto, onnx or torch (as enhance --backend)")
     parser.add_argument("--peak", action="store_true", help="measure the whole pass's peak RSS in a child process")
     parser.add_argument("--save", type=Path, default=None, help="folder for the outputs and x20 difference images")
     parser.add_argument("--sheet", type=Path, default=None, help="contact sheet: input, whole, first tiled run, x20 difference")
@@ -131,14 +136,15 @@ def main() -> None:
     h, w = rgb.shape[:2]
 
     def enhancer(**options) -> Enhancer:
-        return load_enhancer(args.model, weights=args.weights, options=RunOptions(device="cpu", scale=args.scale, **options))
+        return load_enhancer(args.model, weights=args.weights,
+                             options=RunOptions(device="cpu", scale=args.scale, backend=args.backend, **options))
 
     base = enhancer(memory_gb=1e6)
     spec = base.spec
     net_h, net_w = (h, w) if base.scale == spec.scale else (h // (spec.scale // base.scale), w // (spec.scale // base.scale))
     print(f"{base.label} x{base.scale}: image {w}x{h} ({args.image or 'sample x2, mirror-tiled'}"
           f"{f', darkened x{args.darken}' if args.darken else ''}); net input {net_w}x{net_h}; "
-          f"torch threads {torch.get_num_threads()}; overlap {spec.overlap}; global context {not spec.tile_safe}")
+          f"backend {base.backend}, threads {torch.get_num_threads()}; overlap {spec.overlap}; global context {not spec.tile_safe}")
     estimate = (base.bytes_per_pixel + image_bytes_per_pixel(spec.scale)) * net_h * net_w
     print(f"memory estimate of one pass: {base.bytes_per_pixel} B/px activations + "
           f"{image_bytes_per_pixel(spec.scale)} B/px image buffers = {estimate / 2**30:.2f} GiB")

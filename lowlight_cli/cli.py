@@ -44,7 +44,7 @@ OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels sha
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="torch; onnx: ONNX Runtime on CPU, fp32 (the onnx extra; each model's graph exported once, tens of seconds, and cached); auto: onnx where it can run, else torch.")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", show_default="auto, or $LOWLIGHT_BACKEND", help="auto: onnx where it can run (CPU, fp32), else torch; onnx: ONNX Runtime, 2-4x faster on CPU (each model's graphs exported once, tens of seconds, and cached); torch.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
 
 
@@ -66,14 +66,17 @@ def _root(
 
 
 def run_options(device: str, tile: int, overlap: int | None, precision: str, scale: int | None, strength: float = 1.0,
-                memory: float | None = None, threads: int = 0, backend: str = "torch"):
+                memory: float | None = None, threads: int = 0, backend: str | None = None):
     from .errors import UsageError
-    from .inference import BACKENDS, DTYPES, RunOptions, set_threads
+    from .inference import BACKEND_ENV, BACKENDS, DTYPES, RunOptions, default_backend, set_threads
 
     if precision not in DTYPES:
         raise UsageError(f"unknown precision {precision!r}", "use fp32, fp16 or bf16")
+    given = backend
+    backend = backend or default_backend()
     if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}", f"use {', '.join(BACKENDS)}")
+        where = f"--backend {backend}" if given else f"{BACKEND_ENV}={backend}"
+        raise UsageError(f"unknown backend in {where}", f"use {', '.join(BACKENDS)}")
     set_threads(threads)
     return RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale, strength=strength,
                       memory_gb=memory, backend=backend)
@@ -137,7 +140,7 @@ def enhance(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = None,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
@@ -169,7 +172,7 @@ def enhance(
 
       lowlight enhance dusk.jpg --strength 0.5       # half way, in linear light
 
-      lowlight enhance shots/ --backend onnx         # ONNX Runtime (pip install 'lowlight[onnx]')
+      lowlight enhance shots/ --backend torch        # eager PyTorch instead of ONNX Runtime
     """
     from . import batch
     from .images import check_quality
@@ -364,7 +367,7 @@ def train(
 def export_cmd(
     source: Annotated[str, typer.Argument(metavar="SOURCE", show_default=False,
         help="A run folder written by `lowlight train` (any folder is read as one), or with --onnx a model name (mirnet, neid.lol) or .safetensors file.")],
-    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Also (for a model: only) write the model as a dynamic-size ONNX graph to this file; needs the onnx extra.")] = None,
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Also (for a model: only) write the model as a dynamic-size ONNX graph to this file.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --onnx file.")] = False,
 ) -> None:
     """Export a training run's best weights as safetensors (printing its sha256 and a weights.toml entry),
@@ -475,7 +478,7 @@ def eval_models(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = None,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
@@ -544,7 +547,7 @@ def compare(
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
     threads: ThreadsOpt = 0,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = None,
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,

@@ -13,7 +13,8 @@ NEID) pools over what the graph is given, so one call on the whole image gives w
 enhance`` gives when the image fits one pass; tiles fed to it one by one would each see only their
 own statistics (lowlight's tiler hands them the whole image's, :mod:`lowlight_cli.context`).
 
-Needs the ``onnx`` extra (``pip install 'lowlight[onnx]'``: onnx, onnxscript, onnxruntime).
+Needs onnx, onnxscript and onnxruntime, lowlight's dependencies (an install without them falls back
+to torch with ``--backend auto``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .registry import ModelSpec
 log = logging.getLogger("lowlight")
 
 INPUT, OUTPUT = "image", "enhanced"
-EXTRA_HINT = "pip install 'lowlight[onnx]' (onnx, onnxscript and onnxruntime)"
+EXTRA_HINT = "pip install onnx onnxscript onnxruntime (lowlight's dependencies), or use --backend torch"
 
 
 def require(*modules: str) -> None:
@@ -316,6 +317,14 @@ class OnnxForward:
         self.spec, self.net, self.label, self.threads = spec, net, label, threads
         self._sessions: dict[str, object] = {}
 
+    def bytes_per_pixel(self) -> int | None:
+        """Peak bytes per input pixel of the graphs this runner uses most (the measuring one for a
+        model with global context), measured (:func:`peak_bytes_per_pixel`); None where it cannot be."""
+        from . import context
+
+        kind = "measure" if context.uses_global_context(self.net) else "plain"
+        return peak_bytes_per_pixel(cached_graph(self.spec, self.net, self.label, kind), self.threads, self.spec.size_multiple)
+
     def _session(self, kind: str):
         if kind not in self._sessions:
             self._sessions[kind] = session(cached_graph(self.spec, self.net, self.label, kind), self.threads)
@@ -357,4 +366,55 @@ def session(path: Path, threads: int):
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The memory pattern preallocates each input size's whole plan beside what the arena holds: the
+    # peak doubled from the second call on (2557 against 1355 bytes per pixel, MIRNet at 1 MP), and
+    # calls were slower with it (4.4 against 3.4 s).
+    options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# Runs one graph once on a zero image of the given side in a fresh process and prints how far the
+# peak resident size rose above what the process held before the run (Linux: /proc/self/status).
+_PROBE = """
+import sys, numpy as np, onnxruntime as ort
+from pathlib import Path
+path, side, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
+o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.enable_mem_pattern = False
+s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+feed = {i.name: np.zeros([d if isinstance(d, int) else (1 if j == 0 else side) for j, d in enumerate(i.shape)], np.float32)
+        for i in s.get_inputs()}
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+Path("/proc/self/clear_refs").write_text("5")
+before = status("VmRSS:")
+s.run(None, feed)
+print(status("VmHWM:") - before)
+"""
+
+
+def peak_bytes_per_pixel(path: Path, threads: int, multiple: int) -> int | None:
+    """Bytes per input pixel by which ONNX Runtime's peak memory grows, running the graph at ``path``:
+    the slope of the peak resident size between two probes (256 and 512 px squares), each in a fresh
+    process, so that neither an arena grown earlier nor memory this process freed hides it. Kept beside
+    the graph in the cache (the probes take a few seconds, once). None where the peak cannot be read
+    (not Linux)."""
+    import json
+    import subprocess
+
+    memo = path.with_name(path.stem + f".memory-{threads}.json")
+    if memo.is_file():
+        return json.loads(memo.read_text())["bytes_per_pixel"]
+    peaks, pixels = [], []
+    for side in (256 // multiple * multiple, 512 // multiple * multiple):
+        run = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(side), str(threads)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            log.debug("ONNX Runtime's memory probe failed: %s", run.stderr.strip()[-300:])
+            return None
+        peaks.append(int(run.stdout.split()[-1]))
+        pixels.append(side * side)
+    per_pixel = max(1, round((peaks[1] - peaks[0]) / (pixels[1] - pixels[0])))
+    with contextlib.suppress(OSError):  # a read-only cache still runs, probing again next time
+        write_atomic(memo, json.dumps({"bytes_per_pixel": per_pixel, "probe_peaks": peaks, "probe_pixels": pixels}).encode())
+    return per_pixel

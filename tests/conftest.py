@@ -1,3 +1,4 @@
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -11,6 +12,9 @@ import torch
 # small forwards 100x slower. Seeded so any random init is reproducible.
 torch.set_num_threads(1)
 torch.manual_seed(0)
+# Tests run eager torch unless they ask for ONNX Runtime (tests/test_onnx.py): the default backend
+# would export an ONNX graph of every tiny test network, tens of seconds each.
+os.environ["LOWLIGHT_BACKEND"] = "torch"
 
 
 def _find_lol() -> Path | None:
