@@ -101,7 +101,7 @@ def measured_peak(args, rgb: np.ndarray, scale: int) -> dict:
     np.save(path, rgb)
     code = PEAK_CHILD.format(root=str(Path(__file__).resolve().parents[1]), threads=torch.get_num_threads(),
                              path=str(path), model=args.model, weights=None if args.weights is None else str(args.weights),
-                             scale=args.scale, backend=args.backend)
+                             scale=args.scale, backend=args.whole_backend or args.backend)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     path.unlink()
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=None, help="output scale (default: the model's native one)")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime CPU threads")
     parser.add_argument("--backend", default="auto", help="auto, onnx or torch (as enhance --backend)")
+    parser.add_argument("--whole-backend", default=None,
+                        help="backend of the whole pass (default: --backend); torch holds less memory for MIRNet")
     parser.add_argument("--peak", action="store_true", help="measure the whole pass's peak RSS in a child process")
     parser.add_argument("--save", type=Path, default=None, help="folder for the outputs and x20 difference images")
     parser.add_argument("--sheet", type=Path, default=None, help="contact sheet: input, whole, first tiled run, x20 difference")
@@ -139,7 +141,8 @@ def main() -> None:
         return load_enhancer(args.model, weights=args.weights,
                              options=RunOptions(device="cpu", scale=args.scale, backend=args.backend, **options))
 
-    base = enhancer(memory_gb=1e6)
+    base = load_enhancer(args.model, weights=args.weights, options=RunOptions(
+        device="cpu", scale=args.scale, backend=args.whole_backend or args.backend, memory_gb=1e6))
     spec = base.spec
     net_h, net_w = (h, w) if base.scale == spec.scale else (h // (spec.scale // base.scale), w // (spec.scale // base.scale))
     print(f"{base.label} x{base.scale}: image {w}x{h} ({args.image or 'sample x2, mirror-tiled'}"

@@ -325,6 +325,16 @@ class OnnxForward:
         kind = "measure" if context.uses_global_context(self.net) else "plain"
         return peak_bytes_per_pixel(cached_graph(self.spec, self.net, self.label, kind), self.threads, self.spec.size_multiple)
 
+    def _run(self, kind: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import onnxruntime as ort
+
+        # Each session has its own arena, which keeps the most any call needed: a tiled image's
+        # first estimate and its tiles, in two sessions, held 12 GB where one pass needs 6. Shrunk
+        # after every call, the peak is the largest single call's, which the tile plan budgets for.
+        run_options = ort.RunOptions()
+        run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return self._session(kind).run(None, feed, run_options)
+
     def _session(self, kind: str):
         if kind not in self._sessions:
             self._sessions[kind] = session(cached_graph(self.spec, self.net, self.label, kind), self.threads)
@@ -336,10 +346,10 @@ class OnnxForward:
         x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
         ctx = context.current(self.net)
         if ctx is None:
-            return torch.from_numpy(self._session("plain").run(None, {INPUT: x})[0])
+            return torch.from_numpy(self._run("plain", {INPUT: x})[0])
         if ctx.given is not None and ctx.cell is None:  # replaying: the given values, nothing measured
             feed = {INPUT: x} | {f"context_{k}": v.float().numpy() for k, v in enumerate(ctx.given)}
-            return torch.from_numpy(self._session("replay").run(None, feed)[0])
+            return torch.from_numpy(self._run("replay", feed)[0])
         shapes = context_shapes(self.spec, self.net) if ctx.given is None else [tuple(v.shape) for v in ctx.given]
         given = ctx.given or [torch.zeros(shape) for shape in shapes]
         whole = ((0.0, 1.0), (0.0, 1.0))
@@ -349,7 +359,7 @@ class OnnxForward:
         feed = {INPUT: x, "use_given": np.array(0.0 if ctx.given is None else 1.0, np.float32),
                 "cell": np.array([top, bottom, left, right], np.float32)}
         feed |= {f"context_{k}": v.float().numpy() for k, v in enumerate(given)}
-        y, *rest = self._session("measure").run(None, feed)
+        y, *rest = self._run("measure", feed)
         n = len(given)
         cell_means = [torch.from_numpy(m) for m in rest[:n]]
         ctx.take(cell_means, cell_means, [int(round(float(c))) for c in rest[n:]])
