@@ -20,6 +20,7 @@ to torch with ``--backend auto``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -326,14 +327,7 @@ class OnnxForward:
         return peak_bytes_per_pixel(cached_graph(self.spec, self.net, self.label, kind), self.threads, self.spec.size_multiple)
 
     def _run(self, kind: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        import onnxruntime as ort
-
-        # Each session has its own arena, which keeps the most any call needed: a tiled image's
-        # first estimate and its tiles, in two sessions, held 12 GB where one pass needs 6. Shrunk
-        # after every call, the peak is the largest single call's, which the tile plan budgets for.
-        run_options = ort.RunOptions()
-        run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        return self._session(kind).run(None, feed, run_options)
+        return self._session(kind).run(None, feed)
 
     def _session(self, kind: str):
         if kind not in self._sessions:
@@ -380,7 +374,19 @@ def session(path: Path, threads: int):
     # peak doubled from the second call on (2557 against 1355 bytes per pixel, MIRNet at 1 MP), and
     # calls were slower with it (4.4 against 3.4 s).
     options.enable_mem_pattern = False
+    # One arena for every session of the process: each session's own arena keeps the most any of its
+    # calls needed, so a tiled image's first estimate and its tiles, in two sessions, held 12 GB where
+    # one pass needs 6. Shared, the peak is the largest single call's, which the tile plan budgets for
+    # (shrinking each arena after every call did as well for memory, at twice the system time).
+    _register_shared_arena(ort)
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def _register_shared_arena(ort) -> None:
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
 
 
 # Runs one graph once on a zero image of the given side in a fresh process and prints how far the
