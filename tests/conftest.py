@@ -164,3 +164,14 @@ def read_only(monkeypatch):
 
     make_read_only.undo = lambda folder: roots.pop(os.path.abspath(folder))
     return make_read_only
+
+
+def seeded_net(spec) -> torch.nn.Module:
+    """``spec``'s network in eval mode, seeded, its convolutions at torch's default init: some papers'
+    inits leave the outputs near 0, where differences between paths would not show."""
+    torch.manual_seed(0)
+    net = spec.create().eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    return net

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import seeded_net
 from lowlight_cli import registry
 from lowlight_cli.inference import Enhancer, RunOptions
 from lowlight_cli.tiling import tiled_forward
@@ -103,11 +104,7 @@ def test_models_with_global_context_give_the_whole_pass_tiled(name):
     from lowlight_cli.context import recording
 
     spec = registry.get(name)
-    torch.manual_seed(0)
-    net = spec.create().eval()
-    for module in net.modules():  # torch's default init: some papers' inits leave features near 0
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
+    net = seeded_net(spec)
     rgb = np.random.default_rng(0).random((5 * spec.overlap + 3, 7 * spec.overlap - 5, 3), dtype=np.float32)
     rgb *= np.linspace(0.1, 1.0, rgb.shape[1], dtype=np.float32)[None, :, None]  # tiles differ from the whole
     tile = 2 * spec.overlap
@@ -141,11 +138,7 @@ def test_a_call_takes_given_global_context_and_measures_its_own(name):
     from lowlight_cli.context import recording
 
     spec = registry.get(name)
-    torch.manual_seed(0)
-    net = spec.create().eval()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
+    net = seeded_net(spec)
     rgb = np.random.default_rng(0).random((40, 56, 3), dtype=np.float32) * 0.3
     for scale in spec.scales:
         enhancer = Enhancer(spec, net, RunOptions(device="cpu", scale=scale), name)

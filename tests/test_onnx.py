@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import seeded_net
 from lowlight_cli import registry
 from lowlight_cli.evaluate import parameter_count
 from lowlight_cli.images import read_image
@@ -48,11 +49,7 @@ def test_every_architecture_is_covered():
 @pytest.mark.parametrize("name", SMALLEST)
 def test_onnx_graph_gives_pytorchs_whole_pass_at_any_size(name, tmp_path, cli):
     spec = registry.get(name)
-    torch.manual_seed(0)
-    net = spec.create().eval()
-    for module in net.modules():  # torch's default init: some papers' inits leave the outputs near 0
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
+    net = seeded_net(spec)
     weights = save_weights_file(net, spec, tmp_path)
     graph = tmp_path / f"{name}.onnx"
     code, out, err = cli("export", weights, "--onnx", graph)
@@ -193,11 +190,7 @@ def test_onnx_tiles_get_the_global_context_as_torch_tiles_do(name, tmp_path, mon
 
     monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path))
     spec = registry.get(name)
-    torch.manual_seed(0)
-    net = spec.create().eval()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
+    net = seeded_net(spec)
     rgb = np.random.default_rng(0).random((5 * spec.overlap + 3, 7 * spec.overlap - 5, 3), dtype=np.float32)
     rgb *= np.linspace(0.1, 1.0, rgb.shape[1], dtype=np.float32)[None, :, None]
     tile = 2 * spec.overlap
