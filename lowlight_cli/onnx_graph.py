@@ -326,6 +326,11 @@ class OnnxForward:
         kind = "measure" if context.uses_global_context(self.net) else "plain"
         return peak_bytes_per_pixel(cached_graph(self.spec, self.net, self.label, kind), self.threads, self.spec.size_multiple)
 
+    @functools.cached_property
+    def _shapes(self) -> list[tuple[int, ...]]:
+        """Every pooling call's value shape: a small torch pass, once, not per measured call."""
+        return context_shapes(self.spec, self.net)
+
     def _run(self, kind: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._session(kind).run(None, feed)
 
@@ -344,7 +349,7 @@ class OnnxForward:
         if ctx.given is not None and ctx.cell is None:  # replaying: the given values, nothing measured
             feed = {INPUT: x} | {f"context_{k}": v.float().numpy() for k, v in enumerate(ctx.given)}
             return torch.from_numpy(self._run("replay", feed)[0])
-        shapes = context_shapes(self.spec, self.net) if ctx.given is None else [tuple(v.shape) for v in ctx.given]
+        shapes = self._shapes if ctx.given is None else [tuple(v.shape) for v in ctx.given]
         given = ctx.given or [torch.zeros(shape) for shape in shapes]
         whole = ((0.0, 1.0), (0.0, 1.0))
         if ctx.given is None and ctx.cell not in (None, whole):
