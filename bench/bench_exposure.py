@@ -1,16 +1,21 @@
 """Does a model leave lit photos lit? Identity, mixed-exposure and colour-cast figures, and a contact sheet.
 
     python bench/bench_exposure.py [--models mirnet,neid,msrnet] [--weights mirnet=runs/x/export/mirnet-lol.safetensors]
-                                   [--sheet docs/exposure.jpg]     # needs the test extra (scikit-image)
+                                   [--lol ../shared/data/lol] [--sheet docs/exposure.jpg]   # needs the test extra (scikit-image)
 
 Images, all ones the project may ship: four well-exposed photos distributed with scikit-image
 (``astronaut``: NASA, public domain; ``coffee``: Rachel Michetti / Pikolo Espresso Bar, CC0; ``chelsea``:
 Stefan van der Walt, CC0; ``rocket``: NASA / SpaceX, public domain) and a neutral grey chart made here
 (grey steps and a ramp with fine texture, a* = b* = 0).
 
+With ``--lol DIR``, the well-exposed targets (mean grey >= 0.4, the issue's measure) of the scene groups
+``lowlight train`` holds out for validation (``evaluate.validation_stems``; one per distinct target, at
+full size) are identity images too; dimmer targets are a model's to brighten.
+
 Printed per model, at scale 1:
 - ``identity``: PSNR of the output against the input for each well-exposed photo and the chart (median
-  and worst); a model that leaves a lit photo alone scores high;
+  and worst), and with ``--lol`` for the held-out LOL targets and for both sets together; a model that
+  leaves a lit photo alone scores high;
 - ``mixed``: PSNR against the original of each photo darkened with a spatially varying exposure
   (``train.darken(spatial=True)``, seed 7): lamps and skies lit, the rest LOL-dark;
 - ``cast``: the mean chroma shift (CIE Lab a*, b*, output minus input, averaged over pixels) on the grey
@@ -32,7 +37,8 @@ import numpy as np
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lowlight_cli.evaluate import compare_grid, save_grid  # noqa: E402
+from lowlight_cli.data import find_pairs  # noqa: E402
+from lowlight_cli.evaluate import compare_grid, save_grid, validation_stems  # noqa: E402
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
 from lowlight_cli.metrics import psnr  # noqa: E402
@@ -58,6 +64,25 @@ def grey_chart(h: int = 384, w: int = 512) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+WELL_EXPOSED = 0.4  # mean grey of a photo that is already lit
+
+
+def held_out_targets(root: Path) -> list[np.ndarray]:
+    """The distinct well-exposed targets of LOL's validation scene groups, float32 [0, 1] (several
+    exposures of a scene share one target: each target counts once)."""
+    held_out = set(validation_stems(root))
+    seen, targets = set(), []
+    for pair in find_pairs(root / "our485"):
+        if pair.stem in held_out:
+            rgb = _even(read_image(pair.high).rgb)
+            key = rgb[::8, ::8].tobytes()
+            if key not in seen:
+                seen.add(key)
+                if cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).mean() >= WELL_EXPOSED:
+                    targets.append(rgb)
+    return targets
+
+
 def lab_ab(rgb: np.ndarray) -> np.ndarray:
     """Mean (a*, b*) of an sRGB image in [0, 1]."""
     lab = cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
@@ -70,6 +95,7 @@ def main() -> None:
     ap.add_argument("--weights", action="append", default=[], help="NAME=FILE: run model NAME with this weights file")
     ap.add_argument("--sheet", type=Path, default=None, help="write the contact sheet here (e.g. docs/exposure.jpg)")
     ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--lol", type=Path, default=None, help="LOL root: its held-out validation targets are identity images too")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
@@ -83,18 +109,25 @@ def main() -> None:
     columns = [[img for _, img in scenes]]
     labels = ["input"]
 
-    print(f"{'model':24s} {'identity median':>15s} {'worst':>6s} {'mixed':>6s} "
+    targets = held_out_targets(args.lol) if args.lol else []
+    lol_head = f" {'LOL targets (' + str(len(targets)) + ')':>19s} {'all: median':>11s} {'worst':>6s}" if targets else ""
+    print(f"{'model':24s} {'identity median':>15s} {'worst':>6s}{lol_head} {'mixed':>6s} "
           f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s}")
     for name in args.models.split(","):
         enh = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                             options=RunOptions(device="cpu", scale=1, strength=args.strength))
         ident = [psnr(enh(img), img) for img in [*lit.values(), chart]]
+        lol_cells = ""
+        if targets:
+            held = [psnr(enh(img), img) for img in targets]
+            both = ident + held
+            lol_cells = f" {np.median(held):8.2f} (w {min(held):5.2f}) {np.median(both):11.2f} {min(both):6.2f}"
         mix = [psnr(enh(mixed[k]), lit[k]) for k in lit]
         cast_chart = lab_ab(enh(chart)) - lab_ab(chart)
         cast_dark = lab_ab(enh(dark_chart)) - lab_ab(dark_chart)
         cast_photos = np.mean([np.abs(lab_ab(enh(img)) - lab_ab(img)) for img in lit.values()], axis=0)
         label = f"{enh.label}" + (f" ({Path(files[name]).name})" if name in files else "")
-        print(f"{label:24s} {np.median(ident):15.2f} {min(ident):6.2f} {np.mean(mix):6.2f} "
+        print(f"{label:24s} {np.median(ident):15.2f} {min(ident):6.2f}{lol_cells} {np.mean(mix):6.2f} "
               f"{cast_chart[0]:8.2f},{cast_chart[1]:6.2f}  {cast_dark[0]:8.2f},{cast_dark[1]:6.2f} "
               f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f}", flush=True)
         columns.append([enh(img) for _, img in scenes])

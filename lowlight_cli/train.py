@@ -751,7 +751,9 @@ def fit(config: TrainConfig) -> Path:
             step, best_psnr, trained_s = resumed["step"], resumed["best_psnr"], resumed["trained_seconds"]
         elif config.init is not None:
             # Fine-tuning: trained weights replace the random ones; the optimizer and schedule start fresh.
-            init_sha = weights.init_from(net, config.init, arch=spec.name)
+            init_sha, fresh = weights.init_from(net, config.init, arch=spec.name)
+            if fresh and main:
+                print(f"--init: {len(fresh)} tensors not in {config.init.name} start fresh: {', '.join(fresh)}", flush=True)
         # The weight average starts as a copy and follows net; it is what validation and export see.
         avg = None
         if config.ema:

@@ -359,15 +359,18 @@ def load_named(source: str) -> tuple[registry.ModelSpec, torch.nn.Module, str]:
     return spec, net, entry.name if entry is not None else spec.name
 
 
-def init_from(net: torch.nn.Module, path: Path, *, arch: str) -> str:
-    """Load the weights file ``path``, made for ``arch``, into ``net`` (fine-tuning); returns its sha256.
+def init_from(net: torch.nn.Module, path: Path, *, arch: str) -> tuple[str, list[str]]:
+    """Load the weights file ``path``, made for ``arch``, into ``net`` (fine-tuning); returns its
+    sha256 and the keys of ``net`` the file lacks, which keep their fresh initialisation (a part added
+    to the network since, such as MSR-net's exposure gate).
 
-    Same checks as :func:`load_model`: the file's arch and every key and shape must fit ``net``.
+    The file's arch must be ``arch``; every key it holds must be one of ``net``'s, with its shape.
     """
     state, meta = load_state(path, None)
     _check_arch(meta, arch, path)
-    _load_strict(net, state, path)
-    return sha256_file(path)
+    fresh = sorted(net.state_dict().keys() - state.keys())
+    _load_strict(net, {**{k: v for k, v in net.state_dict().items() if k in fresh}, **state}, path)
+    return sha256_file(path), fresh
 
 
 def _check_arch(meta: dict[str, Any], arch: str, path: Path) -> None:

@@ -291,3 +291,25 @@ def test_top_level_weights_toml_is_the_packaged_one():
     # that reached only one of them once left the packaged NEID metrics at 0.
     root = Path(__file__).resolve().parents[1]
     assert (root / "weights.toml").read_bytes() == (root / "lowlight_cli" / "weights.toml").read_bytes()
+
+
+def test_init_from_keeps_fresh_the_parts_a_file_lacks_and_refuses_keys_the_net_lacks(tmp_path):
+    """Fine-tuning a gateless MSR-net file into the gated network: the gate starts fresh, the rest loads."""
+    from lowlight_cli.models.msrnet import MSRNet
+    init_from = weights.init_from
+
+    hp = dict(scales=(1.0, 100.0), depth=2, width=4)
+    torch.manual_seed(0)
+    plain = MSRNet(**hp)
+    path = tmp_path / "plain.safetensors"
+    weights.save_weights(plain.state_dict(), path, arch="msrnet", hparams=hp)
+    gated = MSRNet(**hp, exposure_gate=True)
+    gate_before = gated.gate_pixel.bias.clone()
+    sha, fresh = init_from(gated, path, arch="msrnet")
+    assert fresh and all(k.startswith("gate_") for k in fresh) and len(sha) == 64
+    assert torch.equal(gated.log_reduce.weight, plain.log_reduce.weight)
+    assert torch.equal(gated.gate_pixel.bias, gate_before)
+    gated_path = tmp_path / "gated.safetensors"
+    weights.save_weights(gated.state_dict(), gated_path, arch="msrnet", hparams={**hp, "exposure_gate": True})
+    with pytest.raises(WeightsError, match="unexpected keys: gate_"):
+        init_from(MSRNet(**hp), gated_path, arch="msrnet")
