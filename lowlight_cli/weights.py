@@ -368,9 +368,9 @@ def init_from(net: torch.nn.Module, path: Path, *, arch: str) -> tuple[str, list
     """
     state, meta = load_state(path, None)
     _check_arch(meta, arch, path)
-    fresh = sorted(net.state_dict().keys() - state.keys())
-    _load_strict(net, {**{k: v for k, v in net.state_dict().items() if k in fresh}, **state}, path)
-    return sha256_file(path), fresh
+    current = net.state_dict()
+    _load_strict(net, {**current, **state}, path)  # what the file lacks loads as it already is
+    return sha256_file(path), sorted(current.keys() - state.keys())
 
 
 def _check_arch(meta: dict[str, Any], arch: str, path: Path) -> None:
