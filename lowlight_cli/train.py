@@ -752,8 +752,6 @@ def fit(config: TrainConfig) -> Path:
         elif config.init is not None:
             # Fine-tuning: trained weights replace the random ones; the optimizer and schedule start fresh.
             init_sha, fresh = weights.init_from(net, config.init, arch=spec.name)
-            if fresh and main:
-                print(f"--init: {len(fresh)} tensors not in {config.init.name} start fresh: {', '.join(fresh)}", flush=True)
         # The weight average starts as a copy and follows net; it is what validation and export see.
         avg = None
         if config.ema:
@@ -783,6 +781,7 @@ def fit(config: TrainConfig) -> Path:
             }
             if init_sha is not None:
                 meta["init_sha256"] = init_sha
+                meta["init_fresh"] = fresh
             if step and meta_path.is_file():
                 # Keep the command that started the run (export reports it); note each resume.
                 first = json.loads(meta_path.read_text())
@@ -799,6 +798,8 @@ def fit(config: TrainConfig) -> Path:
 
         log(f"# {'resumed' if step else 'started'} {time.strftime('%Y-%m-%d %H:%M:%S')} model={config.model} "
             f"step={step}/{config.steps} train_images={len(train_set.stems)} val_images={len(val_idx)} {hardware}")
+        if not step and init_sha is not None and fresh:
+            log(f"# --init {config.init.name}: {len(fresh)} tensors it lacks start fresh: {', '.join(fresh)}")
         progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             TextColumn("{task.fields[info]}"), console=console, disable=not main)
         def run_validation() -> tuple[dict[str, float], float]:

@@ -185,21 +185,29 @@ def test_tile_plan_follows_the_budget_not_the_moment(monkeypatch):
     assert Enhancer(spec, spec.create(), RunOptions(device="cpu", memory_gb=0.05), "t").plan(2 * side, 2 * side)[0] == tile
 
 
-def test_msrnet_exposure_gate_blends_the_input_and_the_retinex_output():
-    """g -> 0 gives the input back exactly, g -> 1 the paper's network; a gateless file keeps loading."""
+@pytest.mark.parametrize("arch", ["msrnet", "mirnet"])
+def test_exposure_gate_blends_the_input_and_the_network_output(arch):
+    """g -> 0 gives the input back exactly, g -> 1 the gateless network; a gateless file keeps loading."""
+    from lowlight_cli.models.mirnet import MIRNet
     from lowlight_cli.models.msrnet import MSRNet
 
     torch.manual_seed(0)
-    hp = dict(scales=(1.0, 100.0), depth=2, width=4)
-    plain, gated = MSRNet(**hp), MSRNet(**hp, exposure_gate=True)
+    if arch == "msrnet":
+        build, hp = MSRNet, dict(scales=(1.0, 100.0), depth=2, width=4)
+    else:
+        build = MIRNet
+        hp = dict(channels=4, growth=2.0, groups=1, blocks=1, streams=3, daus=1, reduction=2, share_dau_weights=False)
+    plain, gated = build(**hp), build(**hp, exposure_gate=True)
     missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("gate_") for k in missing)
+    assert not unexpected and missing and all(k.startswith("gate.") for k in missing)
     x = torch.rand(1, 3, 24, 20)
     with torch.no_grad():
+        assert torch.allclose(gated(x), x + torch.sigmoid(torch.tensor(4.0)) * (plain(x) - x), atol=1e-6)
         for value, expect in ((-1e4, x), (1e4, plain(x))):
-            gated.gate_pixel.bias.fill_(value)
+            gated.gate.pixel.bias.fill_(value)
             assert torch.allclose(gated(x), expect, atol=1e-6)
-        gated.gate_pixel.bias.fill_(0.0)
-        gated.gate_image[-1].bias.fill_(0.0)
-        gated.gate_image[-1].weight.fill_(0.0)
+        gated.gate.pixel.bias.fill_(0.0)
         assert torch.allclose(gated(x), (x + plain(x)) / 2, atol=1e-6)
+        gated.gate.image[-1].bias.fill_(-1e4)  # the per-image term alone can close the gate
+        assert torch.allclose(gated(x), x, atol=1e-6)
+

@@ -304,12 +304,12 @@ def test_init_from_keeps_fresh_the_parts_a_file_lacks_and_refuses_keys_the_net_l
     path = tmp_path / "plain.safetensors"
     weights.save_weights(plain.state_dict(), path, arch="msrnet", hparams=hp)
     gated = MSRNet(**hp, exposure_gate=True)
-    gate_before = gated.gate_pixel.bias.clone()
+    gate_before = gated.gate.pixel.bias.clone()
     sha, fresh = init_from(gated, path, arch="msrnet")
-    assert fresh and all(k.startswith("gate_") for k in fresh) and len(sha) == 64
+    assert fresh and all(k.startswith("gate.") for k in fresh) and len(sha) == 64
     assert torch.equal(gated.log_reduce.weight, plain.log_reduce.weight)
-    assert torch.equal(gated.gate_pixel.bias, gate_before)
+    assert torch.equal(gated.gate.pixel.bias, gate_before)
     gated_path = tmp_path / "gated.safetensors"
     weights.save_weights(gated.state_dict(), gated_path, arch="msrnet", hparams={**hp, "exposure_gate": True})
-    with pytest.raises(WeightsError, match="unexpected keys: gate_"):
+    with pytest.raises(WeightsError, match="unexpected keys: gate\\."):
         init_from(MSRNet(**hp), gated_path, arch="msrnet")

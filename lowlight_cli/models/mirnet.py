@@ -60,6 +60,8 @@ from torch import nn
 
 from ..context import GlobalMean
 from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
+from .gate import SCALES as GATE_SCALES
+from .gate import ExposureGate, log_transform
 
 SPATIAL_KERNEL = 5  # the spatial attention's conv, as in the published code
 MIN_BOTTLENECK = 4  # attention bottlenecks never narrower than this (published code, SKFF)
@@ -269,6 +271,7 @@ class MIRNet(nn.Module):
         daus: dual attention units per stream per block (paper: 2).
         reduction: channel reduction of the attention bottlenecks (paper: 8).
         share_dau_weights: one DAU per stream applied ``daus`` times, as the published code does.
+        exposure_gate: blend the output with the input by how dark each part is (ours, :mod:`.gate`).
 
     >>> net = MIRNet(channels=8, growth=2.0, groups=1, blocks=1, streams=3, daus=2, reduction=4,
     ...              share_dau_weights=False)
@@ -287,6 +290,7 @@ class MIRNet(nn.Module):
         daus: int,
         reduction: int,
         share_dau_weights: bool,
+        exposure_gate: bool = False,
     ) -> None:
         super().__init__()
         if min(channels, groups, blocks, streams, daus, reduction) < 1 or growth <= 0:
@@ -307,9 +311,11 @@ class MIRNet(nn.Module):
             RecursiveResidualGroup(blocks=[block() for _ in range(blocks)], channels=channels) for _ in range(groups)
         ])
         self.conv_out = _conv(channels, 3, 3)
+        self.gate = ExposureGate(3 * len(GATE_SCALES)) if exposure_gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_out(self.body(self.conv_in(x)))
+        y = x + self.conv_out(self.body(self.conv_in(x)))
+        return y if self.gate is None else self.gate(log_transform(x, GATE_SCALES), x, y)
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -389,10 +395,10 @@ register(
     ModelSpec(
         name="mirnet",
         kind="learned",
-        summary="MIRNet scaled to a CPU: 12 channels, 1 RRG of 1 MRB, 3 streams, 2 DAUs per stream",
+        summary="MIRNet scaled to a CPU: 12 channels, 1 RRG of 1 MRB, 3 streams, 2 DAUs per stream, our exposure gate",
         paper=PAPER,
         build=MIRNet,
-        hparams={**_PAPER_HPARAMS, "channels": 12, "groups": 1, "blocks": 1},
+        hparams={**_PAPER_HPARAMS, "channels": 12, "groups": 1, "blocks": 1, "exposure_gate": True},
         size_multiple=_MULTIPLE,
         tile_safe=False,
         overlap=_OVERLAP,
@@ -413,7 +419,10 @@ register(
         summary="MIRNet with 4 channels and independent DAUs: for tests only",
         paper=PAPER,
         build=MIRNet,
-        hparams={**_PAPER_HPARAMS, "channels": 4, "groups": 1, "blocks": 1, "reduction": 2, "share_dau_weights": False},
+        hparams={
+            **_PAPER_HPARAMS, "channels": 4, "groups": 1, "blocks": 1, "reduction": 2, "share_dau_weights": False,
+            "exposure_gate": True,
+        },
         size_multiple=_MULTIPLE,
         tile_safe=False,
         overlap=16,

@@ -28,42 +28,21 @@ Receptive field: two 3x3 convs in ``f1`` and ``K`` in ``f2``, so a radius of ``K
 (12 for the paper config); the spec's tile overlap is 4x that, which makes tiled output equal
 the whole-image output (see :mod:`..tiling`).
 
-The exposure gate (ours, ``exposure_gate=True``, the ``msrnet`` variant; not in the paper). A 25-pixel
-window cannot tell a shadow in a lit photo from a LOL frame, so the paper's network lifts both: fine-tuned
-on the exposure mixture it reached 14.4 dB on identity pairs. The gate blends the Retinex output with the
-input, ``Y = X + g * (f3(f2(f1(X))) - X)``, where ``g`` in (0, 1) is a sigmoid of a per-image term (a
-two-layer MLP on the whole image's mean of the ``M_j``, pooled through :class:`..context.GlobalMean` so
-tiles get the whole picture's value) plus a per-pixel term (a 1x1 conv of the ``M_j``): a lit photo can
-be left alone (``g -> 0``) and a lamp in a dark scene kept as it is while its surround is lifted. It
-starts near 1 (bias 4, per-pixel weights 0), so fine-tuning a gateless file starts where that file was.
+The exposure gate (ours, ``exposure_gate=True``, the ``msrnet`` variant; not in the paper; see
+:mod:`.gate`). A 25-pixel window cannot tell a shadow in a lit photo from a LOL frame, so the paper's
+network lifts both: fine-tuned on the exposure mixture it reached 14.4 dB on identity pairs. The gate
+reads the ``M_j`` and blends the Retinex output with the input.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ..context import GlobalMean
 from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
+from .gate import ExposureGate, log_transform
 
-GATE_HIDDEN = 16
-GATE_START = 4.0  # initial logit of the gate: sigmoid(4) = 0.98, the Retinex output almost as it was
-
-
-def log_transform(x: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
-    """Multi-scale logarithmic transform ``log(1 + v x) / log(1 + v)`` for each ``v`` in ``scales``.
-
-    ``(B, C, H, W)`` in [0, 1] -> ``(B, C * len(scales), H, W)`` in [0, 1], scales stacked in order.
-    Each curve maps 0 to 0 and 1 to 1; a larger ``v`` lifts dark values more.
-
-    >>> log_transform(torch.full((1, 3, 2, 2), 0.5), (1.0, 100.0)).shape
-    torch.Size([1, 6, 2, 2])
-    """
-    # Negative inputs (padding artefacts, noise) would make log1p undefined below -1/v.
-    x = x.clamp(min=0.0)
-    return torch.cat([torch.log1p(v * x) / math.log1p(v) for v in scales], dim=1)
+__all__ = ["MSRNet", "MSELoss", "log_transform"]
 
 
 class MSRNet(nn.Module):
@@ -90,15 +69,7 @@ class MSRNet(nn.Module):
         self.doc_fuse = nn.Conv2d(width * depth, 3, 1)
         # f3: colour restoration, a 1x1 conv
         self.color = nn.Conv2d(3, 3, 1)
-        self.exposure_gate = exposure_gate
-        if exposure_gate:
-            self.pool = GlobalMean()
-            self.gate_image = nn.Sequential(
-                nn.Conv2d(3 * n, GATE_HIDDEN, 1), nn.ReLU(), nn.Conv2d(GATE_HIDDEN, 1, 1)
-            )
-            self.gate_pixel = nn.Conv2d(3 * n, 1, 1)
-            nn.init.zeros_(self.gate_pixel.weight)
-            nn.init.constant_(self.gate_pixel.bias, GATE_START)
+        self.gate = ExposureGate(3 * n) if exposure_gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = log_transform(x, self.scales)
@@ -109,10 +80,7 @@ class MSRNet(nn.Module):
             hs.append(h)
         x2 = x1 - self.doc_fuse(torch.cat(hs, dim=1))
         y = self.color(x2)
-        if not self.exposure_gate:
-            return y
-        g = torch.sigmoid(self.gate_pixel(m) + self.gate_image(self.pool(m)))
-        return x + g * (y - x)
+        return y if self.gate is None else self.gate(m, x, y)
 
 
 class MSELoss(nn.Module):
