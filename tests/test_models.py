@@ -185,29 +185,35 @@ def test_tile_plan_follows_the_budget_not_the_moment(monkeypatch):
     assert Enhancer(spec, spec.create(), RunOptions(device="cpu", memory_gb=0.05), "t").plan(2 * side, 2 * side)[0] == tile
 
 
-@pytest.mark.parametrize("arch", ["msrnet", "mirnet"])
+@pytest.mark.parametrize("arch", ["msrnet", "mirnet", "neid"])
 def test_exposure_gate_blends_the_input_and_the_network_output(arch):
-    """g -> 0 gives the input back exactly, g -> 1 the gateless network; a gateless file keeps loading."""
+    """g -> 0 gives the input back exactly (NEID: its bicubic x2), g -> 1 the gateless network; a gateless
+    file keeps loading."""
+    import torch.nn.functional as F
+
     from lowlight_cli.models.mirnet import MIRNet
     from lowlight_cli.models.msrnet import MSRNet
+    from lowlight_cli.models.neid import NEID
 
     torch.manual_seed(0)
-    if arch == "msrnet":
-        build, hp = MSRNet, dict(scales=(1.0, 100.0), depth=2, width=4)
-    else:
-        build = MIRNet
-        hp = dict(channels=4, growth=2.0, groups=1, blocks=1, streams=3, daus=1, reduction=2, share_dau_weights=False)
+    build, hp = {
+        "msrnet": (MSRNet, dict(scales=(1.0, 100.0), depth=2, width=4)),
+        "mirnet": (MIRNet, dict(channels=4, growth=2.0, groups=1, blocks=1, streams=3, daus=1, reduction=2,
+                                share_dau_weights=False)),
+        "neid": (NEID, dict(width=4, levels=2, reduction=2)),
+    }[arch]
     plain, gated = build(**hp), build(**hp, exposure_gate=True)
     missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and missing and all(k.startswith("gate.") for k in missing)
     x = torch.rand(1, 3, 24, 20)
+    base = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False) if arch == "neid" else x
     with torch.no_grad():
-        assert torch.allclose(gated(x), x + torch.sigmoid(torch.tensor(4.0)) * (plain(x) - x), atol=1e-6)
-        for value, expect in ((-1e4, x), (1e4, plain(x))):
+        assert torch.allclose(gated(x), base + torch.sigmoid(torch.tensor(4.0)) * (plain(x) - base), atol=1e-6)
+        for value, expect in ((-1e4, base), (1e4, plain(x))):
             gated.gate.pixel.bias.fill_(value)
             assert torch.allclose(gated(x), expect, atol=1e-6)
         gated.gate.pixel.bias.fill_(0.0)
-        assert torch.allclose(gated(x), (x + plain(x)) / 2, atol=1e-6)
+        assert torch.allclose(gated(x), (base + plain(x)) / 2, atol=1e-6)
         gated.gate.image[-1].bias.fill_(-1e4)  # the per-image term alone can close the gate
-        assert torch.allclose(gated(x), x, atol=1e-6)
+        assert torch.allclose(gated(x), base, atol=1e-6)
 

@@ -57,6 +57,8 @@ from torch import nn
 
 from ..context import GlobalMean
 from ..registry import EXPOSURE_MIX, ModelSpec, TrainRecipe, register
+from .gate import SCALES as GATE_SCALES
+from .gate import ExposureGate, log_transform
 
 # ---------------------------------------------------------------- colour
 
@@ -246,10 +248,12 @@ class NEID(nn.Module):
     H and W must be multiples of ``2**levels``. ``reduction``: squeeze ratio of the FF modules.
     ``forward(x, detail=True)`` returns ``(le, dr)``, both ``(B, 3, 2H, 2W)``: the training path,
     reachable through ``__call__`` so that DistributedDataParallel sees it. Outputs are not clamped
-    (training regresses on raw outputs); callers clamp to [0, 1].
+    (training regresses on raw outputs); callers clamp to [0, 1]. ``exposure_gate`` (ours,
+    :mod:`.gate`): the LE output is blended with the bicubic x2 of the input, so a photo that is already
+    lit comes back as itself, upsampled.
     """
 
-    def __init__(self, *, width: int, levels: int, reduction: int) -> None:
+    def __init__(self, *, width: int, levels: int, reduction: int, exposure_gate: bool = False) -> None:
         super().__init__()
         if width < 1 or levels < 1 or reduction < 1:
             raise ValueError(f"width, levels and reduction must be >= 1, got {width}, {levels}, {reduction}")
@@ -262,6 +266,7 @@ class NEID(nn.Module):
         self.le_head = _subpixel_x2(width)
         self.dr_head = _subpixel_x2(width)
         self.apply(_init_paper)
+        self.gate = ExposureGate(3 * len(GATE_SCALES)) if exposure_gate else None
 
     def forward(self, x: torch.Tensor, *, detail: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         multiple = 2**self.levels
@@ -274,6 +279,9 @@ class NEID(nn.Module):
         details = self.dr_decoder(feats[-1], feats[:-1])
         fused = [ff(enc, det) for ff, enc, det in zip(self.fusions, feats, details)]
         le = self.le_head(self.le_decoder(feats[-1], fused)[0])
+        if self.gate is not None:
+            base = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+            le = self.gate(log_transform(base, GATE_SCALES), base, le)
         if not detail:
             return le
         return le, self.dr_head(details[0])
@@ -355,10 +363,10 @@ register(
         name="neid",
         kind="learned",
         summary="NEID (x2): U-Net light enhancement + detail-refinement decoder fused by channel "
-        "attention; 16 base channels, 4 levels, sized for CPU training. Not tile-safe (global pooling in FF)",
+        "attention; 16 base channels, 4 levels, sized for CPU training, our exposure gate. Not tile-safe (global pooling in FF)",
         paper=PAPER,
         build=NEID,
-        hparams={"width": 16, "levels": 4, "reduction": 4},
+        hparams={"width": 16, "levels": 4, "reduction": 4, "exposure_gate": True},
         scales=(1, 2),
         size_multiple=2**4,
         tile_safe=False,
@@ -413,7 +421,7 @@ register(
         summary="NEID with 4 base channels and 2 levels: for tests only",
         paper=PAPER,
         build=NEID,
-        hparams={"width": 4, "levels": 2, "reduction": 2},
+        hparams={"width": 4, "levels": 2, "reduction": 2, "exposure_gate": True},
         scales=(1, 2),
         size_multiple=2**2,
         tile_safe=False,
