@@ -386,7 +386,7 @@ def export_cmd(
 
       lowlight export neid.lol --onnx neid-x2.onnx
 
-      lowlight export runs/mirnet-exp/export/mirnet-lol.safetensors --onnx mirnet-exp.onnx
+      lowlight export runs/mirnet-exp/export/mirnet-mix.safetensors --onnx mirnet-exp.onnx
     """
     from .errors import UsageError
 
@@ -496,7 +496,7 @@ def eval_models(
 
       lowlight eval --model msrnet --limit 5 --device cuda --json
 
-      lowlight eval --split our485 --paired mirnet runs/mirnet-exp/export/mirnet-lol.safetensors
+      lowlight eval --split our485 --paired mirnet runs/mirnet-exp/export/mirnet-mix.safetensors
     """
     from .errors import UsageError
     from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows

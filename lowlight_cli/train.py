@@ -918,7 +918,9 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
     config = TrainConfig.from_dict((last or best)["config"])
     spec = registry.get(config.model)
     hparams = _jsonable(dict(spec.hparams))
-    tag = "synthetic" if config.synthetic is not None else config.dataset
+    mixture = config.mixture()
+    # Named after what the run learned from: the exposure mixture, a --synthetic folder, or the dataset.
+    tag = "mix" if mixture["lol"] < 1.0 else "synthetic" if config.synthetic is not None else config.dataset
     filename = f"{spec.name}-{tag}.safetensors"
     path = run_dir / "export" / filename
     sha = save_weights(best["model"], path, arch=spec.name, hparams=hparams)
@@ -939,7 +941,6 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
         "metrics": {"val_psnr": round(float(best["val_psnr"]), 3)}
         | {f"val_{k}_psnr": round(float(v), 3) for k, v in best.get("val", {}).items() if k != "lol"},
     }
-    mixture = config.mixture()
     if mixture["lol"] < 1.0:
         entry["mixture"] = mixture
     lines = [f'[weights."{spec.name}.{tag}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items()]

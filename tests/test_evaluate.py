@@ -349,5 +349,5 @@ def test_compare_image_captions_the_scale_and_reports_progress_per_method(tmp_pa
     grid = evaluate.compare_grid
     monkeypatch.setattr(evaluate, "compare_grid", lambda rgbs, labels: captions.extend(labels) or grid(rgbs, labels))
     evaluate.compare_image(src, ["gamma", "neid"], options=RunOptions(device="cpu"), progress=lambda *a: calls.append(a))
-    assert captions == ["input", "gamma", "neid.lol x1 (input halved)"]
+    assert captions == ["input", "gamma", "neid.mix x1 (input halved)"]
     assert calls == [(1, 2), (2, 2)]

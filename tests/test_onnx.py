@@ -95,7 +95,7 @@ def exports(monkeypatch):
 def test_a_model_name_exports_its_default_weights(cli, exports, tmp_path):
     code, out, _ = cli("export", "neid", "--onnx", tmp_path / "neid.onnx")
     assert code == 0
-    assert exports == [("neid", "neid.lol", tmp_path / "neid.onnx")]
+    assert exports == [("neid", "neid.mix", tmp_path / "neid.onnx")]
     assert "(batch, 3, 2 * height, 2 * width)" in out and ">= 16" in out
 
 

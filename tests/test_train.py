@@ -328,7 +328,9 @@ def test_mixture_run_validates_identity_and_mixed_and_records_them(photos, tmp_p
     best = torch.load(run / "best.pt", weights_only=True)
     assert set(best["val"]) == {"lol", "identity", "mixed"}
     assert "ema" in torch.load(run / "last.pt", weights_only=True)
-    _, _, toml = train.export(run)
+    path, _, toml = train.export(run)
+    assert path.name == "msrnet_tiny-mix.safetensors"
+    assert list(tomllib.loads(toml)["weights"]) == ["msrnet_tiny.mix"]
     entry = next(iter(tomllib.loads(toml)["weights"].values()))
     assert entry["mixture"] == {"identity": 0.3, "global": 0.0, "spatial": 0.3, "lol": 0.4}
     assert {"val_identity_psnr", "val_mixed_psnr"} <= set(entry["metrics"])
