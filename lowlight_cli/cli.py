@@ -332,6 +332,7 @@ def train(
     photos: Annotated[Optional[Path], typer.Option("--photos", help="Folder of normal-light photos, added to the LOL targets as sources of the mixture's pairs.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the fastest this CPU has), fp32, channels_last or bf16 (native-bf16 CPUs).")] = "auto",
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this weights file (.safetensors: bundled or exported) instead of random weights: fine-tuning.")] = None,
+    train_only: Annotated[str, typer.Option("--train-only", help="Train only the parameters whose names start with this (e.g. gate: the exposure gate over --init's frozen network).")] = "",
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and batches.")] = 0,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 250,
     ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Write last.pt every N steps.")] = 250,
@@ -358,7 +359,7 @@ def train(
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
         batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, schedule=schedule, ema=ema, mix_identity=mix_identity,
-        mix_global=mix_global, mix_spatial=mix_spatial, photos=photos, engine=engine, init=init, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        mix_global=mix_global, mix_spatial=mix_spatial, photos=photos, engine=engine, init=init, train_only=train_only, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))
 

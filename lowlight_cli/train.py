@@ -102,6 +102,7 @@ class TrainConfig:
     mix_spatial: float | None = None
     engine: str = "auto"
     init: Path | None = None
+    train_only: str = ""
     warmup: int = 0
     seed: int = 0
     split_seed: int = 0
@@ -134,7 +135,8 @@ class TrainConfig:
         # Runs saved before clipping existed trained without it; a resume keeps it that way.
         d.setdefault("clip_grad", 0.0)
         # Runs saved before these existed: step decays, no average, LOL pairs only.
-        for k, v in (("schedule", "step"), ("ema", 0.0), ("mix_identity", 0.0), ("mix_global", 0.0), ("mix_spatial", 0.0)):
+        for k, v in (("schedule", "step"), ("ema", 0.0), ("mix_identity", 0.0), ("mix_global", 0.0), ("mix_spatial", 0.0),
+                     ("train_only", "")):
             d.setdefault(k, v)
         return cls(**d)
 
@@ -169,6 +171,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"mixture fractions must be >= 0 and sum to at most 1, got {fractions}", None)
     if c.engine not in ENGINES:
         raise UsageError(f"unknown engine {c.engine!r}", f"use one of {', '.join(ENGINES)}")
+    if c.train_only and c.init is None:
+        raise UsageError(f"--train-only {c.train_only}: the rest of the network would stay random", "give --init FILE")
     return c
 
 
@@ -615,6 +619,7 @@ def _cli_command(config: TrainConfig) -> str:
         args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
     args += ["--photos", str(config.photos)] if config.photos is not None else []
     args += ["--out", str(config.out)] + (["--init", str(config.init)] if config.init is not None else [])
+    args += ["--train-only", config.train_only] if config.train_only else []
     names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]
     names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
     for name in names:
@@ -729,8 +734,15 @@ def fit(config: TrainConfig) -> Path:
         net = spec.create().to(device)
         loss_fn = spec.recipe.loss().to(device)
         engine = pick_engine(config.engine, device)
-        decay = [p for p in net.parameters() if p.ndim > 1]
-        no_decay = [p for p in net.parameters() if p.ndim <= 1]
+        # --train-only PREFIX: the rest of the network (from --init) is frozen, so backward stops at the part trained.
+        trained = [p for n, p in net.named_parameters() if n.startswith(config.train_only)]
+        if not trained:
+            names = sorted({n.split(".")[0] for n, _ in net.named_parameters()})
+            raise UsageError(f"--train-only {config.train_only}: no parameter of {spec.name} starts with it", f"its parts: {', '.join(names)}")
+        for n, p in net.named_parameters():
+            p.requires_grad_(n.startswith(config.train_only))
+        decay = [p for p in trained if p.ndim > 1]
+        no_decay = [p for p in trained if p.ndim <= 1]
         opt = torch.optim.Adam(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr,

@@ -256,6 +256,20 @@ def test_init_starts_from_a_weights_file_and_says_so(photos, tmp_path):
     assert json.loads((tuned / "config.json").read_text())["init_sha256"] == sha256_file(base)
 
 
+def test_train_only_the_gate_leaves_the_rest_of_the_init_file_as_it_was(photos, tmp_path):
+    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", model="mirnet_tiny", steps=3)))
+    run = train.fit(tiny_config(photos, tmp_path / "gate", model="mirnet_tiny", init=base, train_only="gate", lr=1e-2))
+    start, tuned = load_state(base, None)[0], torch.load(run / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(tuned[k], v) for k, v in start.items() if not k.startswith("gate."))
+    assert any(not torch.equal(tuned[k], start[k]) for k in start if k.startswith("gate."))
+    _, _, text = train.export(run)
+    assert "--train-only gate" in next(iter(tomllib.loads(text)["weights"].values()))["train_command"]
+    with pytest.raises(UsageError, match="no parameter of mirnet_tiny starts with it"):
+        train.fit(tiny_config(photos, tmp_path / "typo", model="mirnet_tiny", init=base, train_only="gates"))
+    with pytest.raises(UsageError, match="would stay random"):
+        train.fit(tiny_config(photos, tmp_path / "random", model="mirnet_tiny", train_only="gate"))
+
+
 def test_init_with_another_architecture_is_refused(photos, tmp_path):
     base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", steps=3)))
     with pytest.raises(WeightsError, match="holds weights for 'msrnet_tiny', not 'mirnet_tiny'"):
