@@ -5,6 +5,7 @@ Everything runs msrnet_tiny on tiny images generated here (never LOL images), on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -42,6 +43,36 @@ def tiny_config(photos: Path, out: Path, **overrides) -> train.TrainConfig:
     base = dict(model="msrnet_tiny", out=out, synthetic=photos, steps=6, batch=2, patch=16,
                 val_every=3, ckpt_every=3, log_every=3, threads=1, device="cpu", val_fraction=0.3)
     return train.TrainConfig(**(base | overrides))
+
+
+# Weights of the run below, recorded at commit 1b7f140 by lowlight_cli/train.py, before it was split into
+# lowlight_cli/training/: "last.*" (the net at step 6), "ema.*" (its average) and "best.*" (best.pt, step 4).
+REFERENCE_WEIGHTS = Path(__file__).parent / "data" / "train_msrnet_tiny_6_steps.safetensors"
+
+
+def test_a_seeded_run_gives_the_weights_recorded_before_the_split(photos, tmp_path):
+    """Guards the move of the training code (and any later one): the same seed and command give the same weights.
+
+    The run goes through every part that moved: LOL-style and --photos splits, the three synthetic
+    kinds of the mixture, the weight average, the lr milestone, validation on every set and a best.pt
+    kept at step 4 of 6. fp32 engine: bf16, what auto picks on AMX CPUs, would differ between machines.
+    fp32 kernels still round differently with other vector units (up to 2e-7 measured with AVX2 or
+    SSE kernels forced), hence the 2e-6 tolerance; a changed draw, schedule or average moves weights by 1e-4 or more.
+    """
+    from safetensors.torch import load_file
+
+    config = tiny_config(photos, tmp_path / "run", engine="fp32", lr=0.025, ema=0.5, val_every=2,
+                         mix_identity=0.2, mix_global=0.2, mix_spatial=0.3)
+    run = train.fit(dataclasses.replace(config, photos=photos))  # the same folder, also as --photos
+    last = torch.load(run / "last.pt", weights_only=True)
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["step"] == 4 and last["step"] == 6
+    got = ({f"last.{k}": v for k, v in last["model"].items()} | {f"ema.{k}": v for k, v in last["ema"].items()}
+           | {f"best.{k}": v for k, v in best["model"].items()})
+    expected = load_file(REFERENCE_WEIGHTS)
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v, rtol=0.0, atol=2e-6, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_msrnet_forward_keeps_shape():
