@@ -276,7 +276,6 @@ def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None, *, q
     if video.is_video(job.src):
         return video.enhance_video(enhancer, job.src, job.dst, crf=crf, progress=progress).seconds
     start = time.perf_counter()
-    picture = read_image(job.src)
-    rgb = enhancer(picture.rgb, progress)
-    write_image(job.dst, picture.with_rgb(rgb), quality=quality)
+    picture = enhancer.enhance_picture(read_image(job.src), progress)
+    write_image(job.dst, picture, quality=quality)
     return time.perf_counter() - start

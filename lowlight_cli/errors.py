@@ -28,6 +28,12 @@ class InputImageError(LowlightError):
     """An input file is missing, empty, truncated or not an image."""
 
 
+class ImageArrayError(InputImageError, ValueError, TypeError):
+    """An image handed over in memory (a NumPy array or a PIL image) whose type, shape, dtype or values
+    lowlight does not take; the message says what it takes. Also a ValueError and a TypeError, the
+    errors NumPy code expects for a wrong value or type."""
+
+
 class OutputError(LowlightError):
     """An output cannot be written (unwritable folder, path equal to an input, ...)."""
 

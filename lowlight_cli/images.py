@@ -94,6 +94,8 @@ def picture_from_pixels(
 ) -> Picture:
     """Decoded, upright integer pixels ``(H, W)`` or ``(H, W, C)``, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA, RGB
     order, holding ``bits``-bit values (8, 10, 12 or 16) -> a Picture (8-bit, or 16-bit for deeper sources).
+    Float pixels hold values in [0, 1] already (``bits`` then sets only the bit depth); float32 ones are
+    taken without a copy where they can be.
 
     ``grey`` None: one or two channels mean greyscale. ``exif`` is a block with orientation 1, prefix optional.
     """
@@ -102,9 +104,13 @@ def picture_from_pixels(
     colour = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
     alpha = pixels[..., -1] if channels in (2, 4) else None
     top = np.float32((1 << bits) - 1)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v.astype(np.float32) / top
+
     return Picture(
-        rgb=colour.astype(np.float32) / top,
-        alpha=None if alpha is None else alpha.astype(np.float32) / top,
+        rgb=unit(colour),
+        alpha=None if alpha is None else unit(alpha),
         bit_depth=8 if bits == 8 else 16,
         grey=channels <= 2 if grey is None else grey,
         exif=None if exif is None else _EXIF_PREFIX + exif.removeprefix(_EXIF_PREFIX),
@@ -197,7 +203,7 @@ def write_image(path: Path, picture: Picture, *, quality: int | None = None) -> 
     path = Path(path)
     fmt = check_output(path)
     bits = 16 if picture.bit_depth == 16 and fmt in ("PNG", "TIFF", "HEIF") else 8
-    pixels = _output_pixels(picture, bits, keep_alpha=fmt not in ("JPEG", "BMP"))
+    pixels = output_pixels(picture, bits, keep_alpha=fmt not in ("JPEG", "BMP"))
     if pixels.shape[2] == 2 and bits == 16:  # OpenCV's encoders take 1, 3 or 4 channels
         pixels = pixels[..., [0, 0, 0, 1]]
     try:
@@ -373,7 +379,8 @@ def _pop_orientation(tiff: bytes) -> tuple[int, bytes]:
 
 def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
     """Float in [0, 1] (clipped) -> uint8 or uint16, rounded to the nearest level."""
-    scaled = np.clip(x, 0.0, 1.0) * ((1 << bits) - 1)
+    scaled = np.clip(x, 0.0, 1.0)  # a new array, scaled in place: one float copy of the image, not two
+    scaled *= (1 << bits) - 1
     return np.rint(scaled, out=scaled).astype(np.uint8 if bits == 8 else np.uint16)
 
 
@@ -383,8 +390,10 @@ def _swap_red_blue(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., [2, 1, 0, *range(3, channels)]] if channels >= 3 else pixels
 
 
-def _output_pixels(picture: Picture, bits: int, keep_alpha: bool) -> np.ndarray:
-    """``(H, W, C)`` integers, C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA)."""
+def output_planes(picture: Picture, *, keep_alpha: bool = True) -> np.ndarray:
+    """``(H, W, C)`` float32 as the source had its channels: C = 1 (grey: the mean of the colour channels),
+    2 (grey+alpha), 3 (RGB) or 4 (RGBA). Alpha is resized (bilinear) to the pixels when their size changed
+    (a x2 result). RGB without alpha is ``picture.rgb`` itself, not a copy."""
     rgb = picture.rgb
     planes = [rgb.mean(axis=2, keepdims=True) if picture.grey else rgb]
     alpha = picture.alpha
@@ -393,7 +402,12 @@ def _output_pixels(picture: Picture, bits: int, keep_alpha: bool) -> np.ndarray:
         if alpha.shape != (height, width):
             alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
         planes.append(alpha[..., None])
-    return _quantize(np.concatenate(planes, axis=2), bits)
+    return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
+
+
+def output_pixels(picture: Picture, bits: int, *, keep_alpha: bool = True) -> np.ndarray:
+    """:func:`output_planes` as ``bits``-bit integers (uint8 or uint16), rounded to the nearest level."""
+    return _quantize(output_planes(picture, keep_alpha=keep_alpha), bits)
 
 
 def _save_options(fmt: str, quality: int | None) -> dict:

@@ -1,4 +1,5 @@
-"""The one path from an RGB array to an enhanced RGB array. ``enhance``, ``eval`` and ``compare`` all use it.
+"""The one path from an RGB array to an enhanced RGB array. ``enhance``, ``eval``, ``compare`` and the
+Python API (:mod:`lowlight_cli.api`) all use it.
 
 Contract: float32 ``(H, W, 3)`` in [0, 1] in, float32 ``(H*s, W*s, 3)`` in [0, 1] out, where ``s`` is the
 requested output scale. Learned models run through :func:`tiling.tiled_forward` (pad -> run -> clamp ->
@@ -23,7 +24,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from . import context, registry
+from .arrays import ImageInput, to_picture
 from .errors import LowlightError, UsageError
+from .images import Picture
 from .registry import ModelSpec
 from .tiling import Progress, owned_cells, run_padded, tile_spans, tiled_forward
 
@@ -202,6 +205,8 @@ class Enhancer:
                 f"it supports --scale {', '.join(map(str, spec.scales))}",
             )
         self.device = pick_device(options.device)
+        if options.precision not in DTYPES:
+            raise UsageError(f"unknown precision {options.precision!r}", "use fp32, fp16 or bf16")
         self.dtype = DTYPES[options.precision]
         if self.dtype != torch.float32:
             if self.device.type != "cuda":
@@ -288,15 +293,37 @@ class Enhancer:
         overlap = min(self.spec.overlap, tile // 2) if self.options.overlap is None else self.options.overlap
         return tile, overlap
 
-    def __call__(self, rgb: np.ndarray, progress: Progress | None = None, *,
-                 pooled: Sequence[torch.Tensor] | None = None, measured: list[torch.Tensor] | None = None) -> np.ndarray:
-        """Enhance ``(H, W, 3)`` float32 in [0, 1]; returns ``(H*s, W*s, 3)`` float32 in [0, 1].
+    def enhance(self, image: ImageInput, progress: Progress | None = None, *,
+                pooled: Sequence[torch.Tensor] | None = None, measured: list[torch.Tensor] | None = None):
+        """Enhance ``image``; returns the same kind, ``s`` times larger for output scale ``s``.
+
+        ``image``: a NumPy array, uint8, uint16 or float32/float64 in [0, 1], ``(H, W)`` grey, ``(H, W, 3)``
+        RGB or ``(H, W, 4)`` RGBA, channels in RGB order (OpenCV's ``imread`` gives BGR:
+        ``cv2.cvtColor(a, cv2.COLOR_BGR2RGB)``); a PIL image; or a path, read as ``lowlight enhance``
+        reads it, which gives a NumPy array in the file's depth (uint8 or uint16) and layout. The result
+        has the input's dtype, layout and PIL mode; alpha is carried through (resized with a x2 result).
+        :class:`errors.ImageArrayError` says what is taken when something else is given
+        (:mod:`lowlight_cli.arrays`). Callable as ``enhancer(image)`` too.
 
         For a model that pools globally (:mod:`lowlight_cli.context`): ``pooled`` replaces the image's
         own global context (one float32 tensor ``(1, C_k, 1, 1)`` per pooling call ``k``); ``measured``,
         a list, receives the image's own as this pass computes it, with ``pooled`` in place
         (:func:`context.measuring`). A video runs each frame with its predecessors' average and
         measures the frame for the next one, in one pass (``video.py``)."""
+        picture, give_back = to_picture(image)
+        return give_back(self.enhance_picture(picture, progress, pooled=pooled, measured=measured))
+
+    __call__ = enhance
+
+    def enhance_picture(self, picture: Picture, progress: Progress | None = None, *,
+                        pooled: Sequence[torch.Tensor] | None = None, measured: list[torch.Tensor] | None = None) -> Picture:
+        """``picture`` with its pixels enhanced, alpha and metadata kept: the step every image of
+        :meth:`enhance` and of ``lowlight enhance`` goes through."""
+        return picture.with_rgb(self._enhance_rgb(picture.rgb, progress, pooled, measured))
+
+    def _enhance_rgb(self, rgb: np.ndarray, progress: Progress | None, pooled: Sequence[torch.Tensor] | None,
+                     measured: list[torch.Tensor] | None) -> np.ndarray:
+        """``(H, W, 3)`` float32 in [0, 1] -> ``(H*s, W*s, 3)`` float32 in [0, 1], the strength applied."""
         strength = self.options.strength
         if strength == 0.0 and self.scale == 1:
             return rgb.astype(np.float32)  # nothing of the model's output is wanted: skip the work
