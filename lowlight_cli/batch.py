@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from . import claims, registry, video
 from .errors import InputImageError, LowlightError, OutputError, UsageError
 from .images import (
-    READ_SUFFIXES, WRITE_SUFFIXES, check_output, check_writable_folder, output_suffix, read_image, write_image,
+    DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_SUFFIXES, check_output, check_writable_folder, output_suffix, read_image,
+    write_image,
 )
 
 if TYPE_CHECKING:
@@ -249,9 +250,10 @@ class Outcome:
 
 
 def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: int | None = None,
-            crf: int | None = None, progress: Progress | None = None) -> Outcome:
+            crf: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> Outcome:
     """Run one job of a batch, unless its output exists or another process has claimed it
-    (:mod:`claims`). A LowlightError is the job's ``failed`` outcome, so the batch goes on."""
+    (:mod:`claims`). A LowlightError (an image over ``max_pixels`` included) is the job's ``failed``
+    outcome, so the batch goes on."""
     if job.dst.exists() and not overwrite:
         return Outcome("skipped")
     try:
@@ -262,7 +264,7 @@ def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: i
         with claims.acquire(job.dst):
             if job.dst.exists() and not overwrite:  # another process finished it meanwhile
                 return Outcome("skipped")
-            return Outcome("ok", run_job(enhancer, job, progress, quality=quality, crf=crf))
+            return Outcome("ok", run_job(enhancer, job, progress, quality=quality, crf=crf, max_pixels=max_pixels))
     except claims.Busy as busy:
         return Outcome("claimed", holder=busy.holder)
     except LowlightError as e:
@@ -270,12 +272,13 @@ def process(enhancer: Enhancer, job: Job, *, overwrite: bool = False, quality: i
 
 
 def run_job(enhancer: Enhancer, job: Job, progress: Progress | None = None, *, quality: int | None = None,
-            crf: int | None = None) -> float:
+            crf: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> float:
     """Read, enhance, write atomically; returns seconds spent. The input is only ever read. ``progress``
-    counts an image's tiles, a video's frames; ``quality`` is an image's, ``crf`` a video's."""
+    counts an image's tiles, a video's frames; ``quality`` is an image's, ``crf`` a video's; an image or
+    a video frame over ``max_pixels`` is refused from its header."""
     if video.is_video(job.src):
-        return video.enhance_video(enhancer, job.src, job.dst, crf=crf, progress=progress).seconds
+        return video.enhance_video(enhancer, job.src, job.dst, crf=crf, max_pixels=max_pixels, progress=progress).seconds
     start = time.perf_counter()
-    picture = enhancer.enhance_picture(read_image(job.src), progress)
+    picture = enhancer.enhance_picture(read_image(job.src, max_pixels=max_pixels), progress)
     write_image(job.dst, picture, quality=quality)
     return time.perf_counter() - start

@@ -46,6 +46,8 @@ ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 BackendOpt = Annotated[Optional[str], typer.Option("--backend", show_default="auto, or $LOWLIGHT_BACKEND", help="auto: onnx where it can run (CPU, fp32), else torch; onnx: ONNX Runtime, 2-4x faster on CPU (each model's graphs exported once, tens of seconds, and cached); torch.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
+# The default is images.DEFAULT_MAX_PIXELS, written out so that `lowlight -h` does not import OpenCV.
+MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and video frames) of more pixels than this, from the file's header, before decoding: decompression bombs.")]
 
 
 @app.callback(invoke_without_command=True)
@@ -145,6 +147,7 @@ def enhance(
     precision: PrecisionOpt = "fp32",
     scale: ScaleOpt = None,
     strength: StrengthOpt = 1.0,
+    max_pixels: MaxPixelsOpt = 200_000_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Enhance photos and videos. Existing outputs are skipped, so an interrupted batch can simply be
@@ -207,7 +210,8 @@ def enhance(
             frames = is_video(job.src)
             bar.reset(steps, total=None, visible=False, description="frames" if frames else "tiles",
                       unit="fps" if frames else None)
-            outcome = batch.process(enhancer, job, overwrite=overwrite, quality=quality, crf=crf, progress=on_step)
+            outcome = batch.process(enhancer, job, overwrite=overwrite, quality=quality, crf=crf, max_pixels=max_pixels,
+                                    progress=on_step)
             record = {"input": str(job.src), "output": str(job.dst), "model": enhancer.label,
                       "seconds": round(outcome.seconds, 3), "status": outcome.status}
             if outcome.error is not None:
@@ -483,6 +487,7 @@ def eval_models(
     overlap: OverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
+    max_pixels: MaxPixelsOpt = 200_000_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Score models on a paired dataset: PSNR and SSIM, plain and GT-mean, and seconds per image.
@@ -510,7 +515,7 @@ def eval_models(
     split_dir = resolve_dataset(dataset, data_dir, split)
     names = list(paired) if paired is not None else _names(model)
     with progress_bar() as bar:
-        result = evaluate(names, split_dir, options, limit=limit, progress=_progress(bar, "eval"))
+        result = evaluate(names, split_dir, options, limit=limit, progress=_progress(bar, "eval"), max_pixels=max_pixels)
     if output is not None:
         write_rows(output, result.rows)
     if paired is not None:
@@ -553,6 +558,7 @@ def compare(
     precision: PrecisionOpt = "fp32",
     scale: ScoreScaleOpt = None,
     strength: StrengthOpt = 1.0,
+    max_pixels: MaxPixelsOpt = 200_000_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Show methods side by side in a captioned grid; with a reference, score them too.
@@ -580,7 +586,7 @@ def compare(
         if target.exists() and target.resolve() == input_path.resolve():
             raise OutputError(f"output {target} would overwrite the input", "choose another -o")
         with progress_bar() as bar:
-            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"))
+            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"), max_pixels=max_pixels)
         save_grid(target, grid)
         if as_json:
             print(json.dumps({"output": str(target), "models": json_ready(rows)}, indent=2))
@@ -594,7 +600,8 @@ def compare(
     split_dir = resolve_dataset(dataset, data_dir, split)
     folder = output or Path(f"compare_{dataset}_{split}")
     with progress_bar() as bar:
-        result, images = compare_dataset(names, split_dir, options, n_grids=grids, progress=_progress(bar, "compare"))
+        result, images = compare_dataset(names, split_dir, options, n_grids=grids, progress=_progress(bar, "compare"),
+                                         max_pixels=max_pixels)
     paths = []
     for stem, grid in images.items():
         paths.append(folder / f"{stem}_compare.png")

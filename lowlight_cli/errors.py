@@ -34,6 +34,10 @@ class ImageArrayError(InputImageError, ValueError, TypeError):
     errors NumPy code expects for a wrong value or type."""
 
 
+class ImageTooLargeError(InputImageError):
+    """An image whose header claims more pixels than the limit (``max_pixels``); refused before decoding."""
+
+
 class OutputError(LowlightError):
     """An output cannot be written (unwritable folder, path equal to an input, ...)."""
 

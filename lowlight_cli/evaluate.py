@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from . import registry
 from .data import default_lol_roots, find_pairs
 from .errors import DatasetError, OutputError, UsageError
-from .images import Picture, write_atomic, read_image, to_uint8, write_image
+from .images import DEFAULT_MAX_PIXELS, Picture, write_atomic, read_image, to_uint8, write_image
 from .inference import Enhancer, RunOptions, load_enhancer, run_with_hooks
 from .metrics import PROTOCOL, gt_mean, psnr, ssim
 from .tiling import Progress
@@ -236,10 +236,12 @@ def evaluate(
     limit: int | None = None,
     progress: Progress | None = None,
     keep: Collection[str] = (),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvalResult:
     """Score every model on every pair of ``split_dir`` (LOL layout), or on its first ``limit`` pairs.
 
-    Each pair is read once; ``progress(done, total)`` is called after each (model, image).
+    Each pair is read once (refused over ``max_pixels``); ``progress(done, total)`` is called after each
+    (model, image).
     ``keep``: stems whose outputs are returned in :attr:`EvalResult.outputs` (for grids).
     ``split_dir`` named ``val`` (from :func:`resolve_dataset`) means the training's held-out scene groups.
     """
@@ -256,7 +258,7 @@ def evaluate(
     outputs: dict[str, dict[str, np.ndarray]] = {}
     total, done = len(pairs) * len(enhancers), 0
     for pair in pairs:
-        low, high = read_image(pair.low).rgb, read_image(pair.high).rgb
+        low, high = (read_image(p, max_pixels=max_pixels).rgb for p in (pair.low, pair.high))
         for enhancer in enhancers:
             pred, seconds = _run(enhancer, low)
             row = {"model": enhancer.label, "image": pair.stem, **score(pred, high, enhancer), "seconds": seconds}
@@ -520,12 +522,14 @@ def compare_image(
     ref: Path | None = None,
     options: RunOptions = RunOptions(),
     progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Run every method on one image: a grid (input, each output captioned with :func:`panel_name`, the
     reference if any) and one row per method (``model``, ``seconds``, and with ``ref`` the
-    :data:`METRICS` against it). ``progress(done, total)`` is called after each method."""
-    low = read_image(input_path).rgb
-    target = None if ref is None else read_image(ref).rgb
+    :data:`METRICS` against it). ``progress(done, total)`` is called after each method; an image over
+    ``max_pixels`` is refused from its header."""
+    low = read_image(input_path, max_pixels=max_pixels).rgb
+    target = None if ref is None else read_image(ref, max_pixels=max_pixels).rgb
     panels, labels, rows = [low], ["input"], []
     enhancers = _load(methods, options)
     for done, enhancer in enumerate(enhancers, 1):
@@ -551,18 +555,19 @@ def compare_dataset(
     options: RunOptions = RunOptions(),
     n_grids: int = 3,
     progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """:func:`evaluate` every method on the split, plus grids (input, outputs with their scores,
     reference) for ``n_grids`` pairs spread evenly over it, keyed by stem."""
     pairs = find_pairs(split_dir)
     picks = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(max(n_grids, 0), len(pairs))).round().astype(int)}
-    result = evaluate(methods, split_dir, options, progress=progress, keep={p.stem for p in picks})
+    result = evaluate(methods, split_dir, options, progress=progress, keep={p.stem for p in picks}, max_pixels=max_pixels)
     grids = {}
     for pair in sorted(picks, key=pairs.index):
         rows = {r["model"]: r for r in result.rows if r["image"] == pair.stem}
         outputs = result.outputs[pair.stem]
         grids[pair.stem] = compare_grid(
-            [read_image(pair.low).rgb, *outputs.values(), read_image(pair.high).rgb],
+            [read_image(pair.low, max_pixels=max_pixels).rgb, *outputs.values(), read_image(pair.high, max_pixels=max_pixels).rgb],
             ["input", *(_label(result.captions[m], rows[m]) for m in outputs), "reference"],
         )
     return result, grids

@@ -24,10 +24,12 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError, features
 
-from .errors import InputImageError, OutputError, UsageError
+from .errors import ImageTooLargeError, InputImageError, OutputError, UsageError
 
-# Photographs of 50-200 MP are this tool's job, not decompression bombs; cv2's own warnings about bad
-# files are replaced by our one-line errors.
+# Photographs of 50-200 MP are this tool's job, not decompression bombs: Pillow's limit (a warning at
+# 89 MP, an error at 179) is replaced by ours, ``max_pixels``, read from the header before anything is
+# decoded. cv2's own warnings about bad files are replaced by our one-line errors.
+DEFAULT_MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = None
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -118,24 +120,26 @@ def picture_from_pixels(
     )
 
 
-def read_image(path: Path) -> Picture:
+def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Decode an image upright: PNG, TIFF (8/16-bit), JPEG, WebP, BMP, AVIF, HEIC/HEIF or camera RAW.
 
     Formats are told by content, except RAW, by suffix (``RAW_SUFFIXES``; several are TIFF structures whose
     first image is a thumbnail). RAW is demosaiced with the camera's white balance, without auto-brightening,
-    to 16-bit sRGB (see ``_read_raw``). Raises InputImageError for a missing, empty, truncated or non-image
-    file, or a sample type other than 8- or 16-bit integers. The file is only read.
+    to 16-bit sRGB (see ``_read_raw``). Raises ImageTooLargeError, from the file's header and before any
+    decoding, for an image of more than ``max_pixels`` pixels (width x height); InputImageError for a
+    missing, empty, truncated or non-image file, or a sample type other than 8- or 16-bit integers. The
+    file is only read.
     """
     path = Path(path)
     data = _read_bytes(path)
     if path.suffix.lower() in RAW_SUFFIXES:
-        return _read_raw(path, data)
+        return _read_raw(path, data, max_pixels)
     if pillow_heif.get_file_mimetype(data) in _HEIF_MIMETYPES:
-        return _read_heif(path, data)
+        return _read_heif(path, data, max_pixels)
     # The orientation tag sits in the first IFD of a TIFF structure: the file itself for TIFF, the EXIF block
     # for the other formats. Decoders differ on applying it, so it is taken out and applied once, below.
     orientation, data = _pop_orientation(data)
-    meta = _read_metadata(path, data)
+    meta = _read_metadata(path, data, max_pixels)
     exif = None
     if meta.exif:
         orientation, exif = _pop_orientation(meta.exif.removeprefix(_EXIF_PREFIX))
@@ -144,6 +148,16 @@ def read_image(path: Path) -> Picture:
     return picture_from_pixels(
         pixels, bits=8 if pixels.dtype == np.uint8 else 16, grey=meta.grey, exif=exif, icc=meta.icc
     )
+
+
+def check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """ImageTooLargeError if an image (or video frame) of ``width`` x ``height`` is over ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{path} is {width} x {height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
+            "it was not decoded",
+            f"if it is a genuine image, raise the limit: --max-pixels {width * height}",
+        )
 
 
 def output_suffix(src: Path) -> str:
@@ -241,12 +255,14 @@ class _Metadata:
     avif: np.ndarray | None = None
 
 
-def _read_metadata(path: Path, data: bytes) -> _Metadata:
-    """What Pillow knows about the file. Pillow decodes every pixel to check the file is complete: OpenCV
-    may hand back a truncated file's partial image without complaint. Empty for formats Pillow does not
-    know (OpenCV may still read them)."""
+def _read_metadata(path: Path, data: bytes, max_pixels: int) -> _Metadata:
+    """What Pillow knows about the file, once its header's size is checked against ``max_pixels``. Pillow
+    decodes every pixel to check the file is complete: OpenCV may hand back a truncated file's partial
+    image without complaint. Empty for formats Pillow does not know (OpenCV may still read them, under
+    its own limit)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            check_pixels(path, *img.size, max_pixels)
             img.load()
             with_alpha = img.format == "TIFF" and img.mode in ("LA", "RGBA")
             return _Metadata(
@@ -264,7 +280,18 @@ def _read_metadata(path: Path, data: bytes) -> _Metadata:
 
 def _decode_opencv(path: Path, data: bytes, meta: _Metadata) -> np.ndarray:
     """``(H, W, C)`` uint8 or uint16 RGB(A) or grey(+alpha) pixels as stored (not yet upright)."""
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        # Past our limit, OpenCV's own still applies: OPENCV_IO_MAX_IMAGE_PIXELS (2^30 unless set in the
+        # environment before cv2 is imported) and 2^20 per side; or an allocation failed.
+        reason = e.err or str(e)
+        if "CV_IO_MAX_IMAGE" in reason:
+            raise InputImageError(
+                f"{path} is over OpenCV's own size limit ({reason})",
+                "set OPENCV_IO_MAX_IMAGE_PIXELS=<pixels> in lowlight's environment too (2^30 by default)",
+            ) from e
+        raise InputImageError(f"OpenCV cannot decode {path} ({reason})", "re-export or re-copy the image") from e
     if pixels is None:
         raise InputImageError(
             f"{path} is not a readable image (unknown format or damaged file)",
@@ -283,10 +310,11 @@ def _decode_opencv(path: Path, data: bytes, meta: _Metadata) -> np.ndarray:
     return pixels
 
 
-def _read_heif(path: Path, data: bytes) -> Picture:
+def _read_heif(path: Path, data: bytes, max_pixels: int) -> Picture:
     """HEIC/HEIF through libheif, at its own bit depth (10 and 12-bit onto the 16-bit path)."""
     try:
         heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False, hdr_to_16bit=False)
+        check_pixels(path, *heif.size, max_pixels)
         pixels = np.asarray(heif)  # decodes; uint16 holding 10 or 12-bit values for deeper files
     except (ValueError, RuntimeError, OSError, EOFError) as e:
         reason = str(e).strip().removeprefix("Invalid input: ")
@@ -302,7 +330,7 @@ def _read_heif(path: Path, data: bytes) -> Picture:
     )
 
 
-def _read_raw(path: Path, data: bytes) -> Picture:
+def _read_raw(path: Path, data: bytes, max_pixels: int) -> Picture:
     """Camera RAW -> 16-bit sRGB as a camera's own JPEG would be encoded, only not brightened.
 
     The camera's white balance (as shot), libraw's colour matrices to sRGB primaries, the sRGB tone curve
@@ -318,7 +346,8 @@ def _read_raw(path: Path, data: bytes) -> Picture:
             "camera RAW files need rawpy, which is not installed", "pip install 'lowlight[raw]'"
         ) from None
     try:
-        with _quiet_stderr(), rawpy.imread(io.BytesIO(data)) as raw:
+        with _quiet_stderr(), rawpy.imread(io.BytesIO(data)) as raw:  # opened, not yet unpacked
+            check_pixels(path, raw.sizes.width, raw.sizes.height, max_pixels)
             pixels = raw.postprocess(
                 use_camera_wb=True, no_auto_bright=True, output_bps=16, gamma=(2.4, 12.92),
                 output_color=rawpy.ColorSpace.sRGB,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputImageError, OutputError, UsageError
-from .images import _temporary_beside, to_uint8
+from .images import DEFAULT_MAX_PIXELS, _temporary_beside, check_pixels, to_uint8
 
 try:
     import av
@@ -132,18 +132,20 @@ class VideoResult:
 
 
 def enhance_video(enhancer: Enhancer, src: Path, dst: Path, *, crf: int | None = None,
-                  context_seconds: float = CONTEXT_SECONDS, progress: Progress | None = None) -> VideoResult:
+                  context_seconds: float = CONTEXT_SECONDS, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  progress: Progress | None = None) -> VideoResult:
     """Enhance every frame of ``src`` and write ``dst`` (see the module docstring), atomically.
 
     ``context_seconds``: the time constant of the global statistics' average; 0 runs every frame on its
     own, as a photo. ``progress(done, total)`` after each frame; ``total`` is the container's frame count
     or an estimate from its duration, 0 when unknown. Raises InputImageError for a file that is not a
-    readable video, has no video stream or no frames, or is truncated; OutputError when ``dst`` cannot be
+    readable video, has no video stream or no frames, or is truncated; ImageTooLargeError, before any
+    frame is decoded, when its frames are over ``max_pixels``; OutputError when ``dst`` cannot be
     written (an audio codec its container cannot hold included). Nothing is left under ``dst``'s name or
     beside it on any error; an old ``dst`` stays as it was.
     """
     start = time.perf_counter()
-    first = _first_frame(src)
+    first = _first_frame(src, max_pixels)
     temporary = _temporary_beside(dst)
     try:
         with _reading(src) as inp:
@@ -202,8 +204,10 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def _first_frame(src: Path) -> _First:
+def _first_frame(src: Path, max_pixels: int) -> _First:
     with _reading(src) as inp:
+        stream = inp.streams.video[0].codec_context  # the size from the container's header
+        check_pixels(src, stream.width, stream.height, max_pixels)
         frame = next(_frames(inp, inp.streams.video[0], src), None)
     if frame is None:
         raise InputImageError(f"{src} has a video stream but no frames", "pass a video with at least one frame")

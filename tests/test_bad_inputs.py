@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -106,6 +111,30 @@ def _several_inputs_to_a_file(tmp, ro):
     return [tmp / GOOD, tmp / "b.png", "-o", tmp / "file.png"], 1, "need an output folder"
 
 
+def bomb_png(path: Path, side: int = 100_000) -> Path:
+    """A PNG of a few hundred bytes whose header claims ``side`` x ``side`` RGB pixels (two rows follow)."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    rows = zlib.compress(b"\x00" * (1 + 3 * side) * 2, 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def _decompression_bomb(tmp, ro):
+    return [bomb_png(tmp / "bomb.png")], 1, "is 100000 x 100000 = 10,000,000,000 pixels, over the limit of 200,000,000"
+
+
+def _over_max_pixels(tmp, ro):
+    return [tmp / GOOD, "--max-pixels", "3000"], 1, "is 64 x 48 = 3,072 pixels, over the limit of 3,000"
+
+
+def _video_over_max_pixels(tmp, ro):
+    write_clip(tmp / "clip.mkv", frames=2)
+    return [tmp / "clip.mkv", "--max-pixels", "3000"], 1, "is 64 x 48 = 3,072 pixels, over the limit of 3,000"
+
+
 def _bad_shard(tmp, ro):
     return [tmp / GOOD, "--shard", "3/2"], 2, "--shard 3/2"
 
@@ -197,7 +226,8 @@ def _bad_crf(tmp, ro):
 
 CASES = [_missing, _empty, _truncated, _not_an_image, _unknown_input_suffix, _unknown_output_suffix, _no_images,
          _unwritable_output, _read_only_file_system, _raw_output, _output_exists, _output_over_input, _two_inputs_one_output,
-         _several_inputs_to_a_file, _bad_shard, _shard_not_k_of_n, _bad_strength, _tile_below_useful,
+         _several_inputs_to_a_file, _decompression_bomb,
+         _over_max_pixels, _video_over_max_pixels, _bad_shard, _shard_not_k_of_n, _bad_strength, _tile_below_useful,
          _negative_tile, _bad_quality, _bad_ext, _unknown_model, _video_not_a_video, _video_empty, _video_truncated,
          _video_truncated_matroska, _video_damaged, _video_audio_only, _video_without_frames, _video_to_an_image,
          _video_to_webm, _bad_crf]
@@ -229,3 +259,35 @@ def test_a_batch_goes_on_past_bad_files_and_reports_them_at_the_end(cli, folder)
     after = snapshot(folder)
     assert {k: v for k, v in after.items() if not k.startswith("out/")} == before
     assert [k for k in after if k.startswith("out/")] == ["out/good_autocontrast.png"]
+
+
+def test_a_decompression_bomb_in_a_folder_fails_alone_and_is_reported_at_the_end(cli, folder, write_dark):
+    write_dark(folder / "z.png", seed=1)
+    bomb_png(folder / "m_bomb.png")
+    code, out, err = cli("enhance", folder, "-o", folder / "out", "--model", "gamma", "--json")
+    records = {Path(r["input"]).name: r["status"] for r in map(json.loads, out.splitlines())}
+    assert code == 1 and records == {GOOD: "ok", "m_bomb.png": "failed", "z.png": "ok"}
+    assert "Traceback" not in err and "2 done, 0 skipped, 1 failed" in err and "1 of 3 inputs failed:" in err
+    assert err.splitlines()[-2].startswith(f"Error: {folder / 'm_bomb.png'} is 100000 x 100000")
+    assert err.splitlines()[-1] == "Hint: if it is a genuine image, raise the limit: --max-pixels 10000000000"
+
+
+def test_the_pixel_limit_is_read_from_the_header_before_any_decoding(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from lowlight_cli import images
+    from lowlight_cli.errors import ImageTooLargeError
+
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: pytest.fail("OpenCV decoded the bomb"))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("Pillow decoded the bomb"))
+    with pytest.raises(ImageTooLargeError, match="over the limit of 200,000,000"):
+        images.read_image(bomb_png(tmp_path / "bomb.png"))
+
+
+def test_opencvs_own_limit_is_one_error_line_too(folder):
+    """Past --max-pixels, OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS (read when cv2 is imported) still applies."""
+    env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000"}
+    run = subprocess.run([sys.executable, "-m", "lowlight_cli.cli", "enhance", folder / GOOD, "--model", "gamma"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 1 and "is over OpenCV's own size limit" in one_error(run.stderr)
+    assert "OPENCV_IO_MAX_IMAGE_PIXELS" in run.stderr.splitlines()[-1]

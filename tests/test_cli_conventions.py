@@ -69,3 +69,13 @@ def test_time_left_is_known_after_the_first_slow_step():
     now[0] = 60.0
     bar.update(task, completed=1)
     assert str(TimeLeftColumn().render(bar.tasks[task])) == "0:01:00 elapsed, 0:03:00 left"
+
+
+def test_max_pixels_default_is_the_librarys():
+    import inspect
+
+    from lowlight_cli import cli
+    from lowlight_cli.images import DEFAULT_MAX_PIXELS
+
+    for command in (cli.enhance, cli.compare, cli.eval_models):
+        assert inspect.signature(command).parameters["max_pixels"].default == DEFAULT_MAX_PIXELS

@@ -124,6 +124,22 @@ def test_compare_refuses_to_overwrite_its_input(cli, tmp_path):
     assert code == 1 and "overwrite the input" in err
 
 
+def _error_line(err: str) -> str:
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert "Hint: " in err
+    return line
+
+
+def test_compare_and_eval_refuse_an_image_over_max_pixels(cli, lol, tmp_path):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image(48, 64))
+    code, _, err = cli("compare", src, "--methods", "gamma", "--max-pixels", "3000")
+    assert code == 1 and "night.png is 64 x 48 = 3,072 pixels, over the limit of 3,000" in _error_line(err)
+    code, _, err = cli("eval", "--data-dir", lol, "--model", "gamma", "--max-pixels", "2000")
+    assert code == 1 and "is 56 x 40 = 2,240 pixels, over the limit of 2,000" in _error_line(err)
+
+
 def test_compare_grid_wraps_rows_and_matches_heights():
     images = [np.zeros((30, 40, 3)), np.ones((60, 40, 3)), *[np.zeros((30, 60, 3))] * 3]
     grid = evaluate.compare_grid(images, [f"m{i}" for i in range(5)], tile_width=80, columns=3)
