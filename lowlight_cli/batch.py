@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lowlight")
 
 INPUT_SUFFIXES = (*READ_SUFFIXES, *video.READ_SUFFIXES)  # what folder runs pick up
+GRID_TAG = "_compare"  # `lowlight compare X.jpg` writes X_compare.png beside X.jpg; folder walks leave it out
 EXTS = ("auto", *(suffix[1:] for suffix in (*WRITE_SUFFIXES, *video.WRITE_SUFFIXES)))
 
 
@@ -132,12 +133,14 @@ def files_not_read(inputs: list[Path], recursive: bool) -> list[Path]:
 
 
 def _earlier_outputs(images: list[Path], tag: str) -> set[Path]:
-    """The images named as this run names the output of another image of the same folder:
-    ``<stem><tag>.<any image suffix>`` beside ``<stem>.<any>``, i.e. what a run like this one wrote."""
-    if not tag:
-        return set()
+    """The images named as this run, or ``lowlight compare`` (:data:`GRID_TAG`), names the output of
+    another image of the same folder: ``<stem><tag>.<any image suffix>`` beside ``<stem>.<any>``, i.e.
+    what a run like this one or a comparison of that image wrote."""
     stems = {(p.parent, p.stem) for p in images}
-    return {p for p in images if p.stem.endswith(tag) and (p.parent, p.stem[: -len(tag)]) in stems}
+    return {
+        p for p in images for t in {tag, GRID_TAG} - {""}
+        if p.stem.endswith(t) and (p.parent, p.stem[: -len(t)]) in stems
+    }
 
 
 def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, tag: str = "") -> list[tuple[Path, Path]]:
@@ -145,8 +148,9 @@ def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, ta
 
     Files given directly are always inputs and land at the top of the output folder. Images found in a
     folder keep their sub-folders; the walk leaves out hidden files, the folder ``skip`` (the output
-    folder, when it lies inside an input folder) and the outputs this naming gives images beside them
-    (see :func:`_earlier_outputs`), so that a re-run does not take its own outputs as inputs. Raises for
+    folder, when it lies inside an input folder) and the outputs this naming or ``lowlight compare``
+    gives images beside them (see :func:`_earlier_outputs`), so that a re-run does not take its own
+    outputs as inputs. Raises for
     a missing path or a folder holding no image or video.
     """
     found: list[tuple[Path, Path]] = []
@@ -155,8 +159,8 @@ def collect(inputs: list[Path], recursive: bool, *, skip: Path | None = None, ta
             images = _inputs_in(item, recursive, skip)
             earlier = _earlier_outputs(images, tag)
             if earlier:
-                log.info("left out %d image(s) in %s named as outputs of this run (*%s.*), e.g. %s",
-                         len(earlier), item, tag, min(earlier))
+                log.info("left out %d image(s) in %s named as outputs of this run (*%s.*) or comparison grids (*%s.*), e.g. %s",
+                         len(earlier), item, tag, GRID_TAG, min(earlier))
             images = [p for p in images if p not in earlier]
             if not images:
                 has_subfolders = any(p.is_dir() for p in item.iterdir())
@@ -206,6 +210,10 @@ def plan(
         root = target if target is not None else Path(naming.folder)
         if root.exists() and not root.is_dir():
             raise OutputError(f"{root} is a file, but several inputs need an output folder", "pass -o FOLDER")
+        if not as_folder and root.suffix.lower() in INPUT_SUFFIXES:
+            # A made folder named like a photo would surprise the script that asked for one file.
+            raise UsageError(f"-o {output} names one file, but a folder or several inputs need an output folder",
+                             f"pass a folder: -o {root.with_suffix('')}/ (a trailing / makes it), or one input file")
         found = collect(inputs, recursive, skip=root.resolve(), tag=naming.tag)
         jobs = [Job(src, root / rel.parent / naming.name(src)) for src, rel in found]
     sources = {j.src.resolve() for j in jobs}
@@ -232,10 +240,17 @@ def check_outputs(jobs: list[Job], *, overwrite: bool = False) -> None:
     (one probe file per folder, removed at once)."""
     for job in jobs:
         (video.check_output if video.is_video(job.src) else check_output)(job.dst)
-        if job.explicit and job.dst.exists() and not overwrite:
-            raise OutputError(f"{job.dst} exists and was not overwritten", "add --overwrite to replace it, or choose another -o")
+        if job.explicit:
+            check_not_there(job.dst, overwrite=overwrite)
     for folder in sorted({job.dst.parent for job in jobs if overwrite or not job.dst.exists()}):
         check_writable_folder(folder)
+
+
+def check_not_there(path: Path, *, overwrite: bool = False) -> None:
+    """OutputError if ``path`` exists and ``overwrite`` is not given: an output a command line named, or
+    that ``compare`` and ``eval`` write, is never replaced unasked."""
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists and was not overwritten", "add --overwrite to replace it, or choose another -o")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output o
 BackendOpt = Annotated[Optional[str], typer.Option("--backend", show_default="auto, or $LOWLIGHT_BACKEND", help="auto: onnx where it can run (CPU, fp32), else torch; onnx: ONNX Runtime, 2-4x faster on CPU (each model's graphs exported once, tens of seconds, and cached); torch.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0..1: 1 is the model's output, 0 the input, in between a blend in linear light.")]
 # The default is images.DEFAULT_MAX_PIXELS, written out so that `lowlight -h` does not import OpenCV.
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and video frames) of more pixels than this, from the file's header, before decoding: decompression bombs.")]
 
 
@@ -478,6 +479,7 @@ def eval_models(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=MethodsHelp + " A .safetensors file counts as a model.")] = None,
     paired: Annotated[Optional[tuple[str, str]], typer.Option("--paired", help="A B: per-image PSNR differences B - A, their mean, standard error and 95 % interval (models or .safetensors files).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-image rows: .csv or .json.")] = None,
+    overwrite: OverwriteOpt = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N pairs.")] = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
@@ -504,14 +506,18 @@ def eval_models(
 
       lowlight eval --split our485 --paired mirnet runs/mirnet-exp/export/mirnet-mix.safetensors
     """
+    from .batch import check_not_there
     from .errors import UsageError
     from .evaluate import check_rows_path, evaluate, paired_stats, resolve_dataset, write_rows
+    from .images import check_writable_folder
 
     options = run_options(device, tile, overlap, precision, scale, memory=memory, threads=threads, backend=backend)
     if paired is not None and model is not None:
         raise UsageError("--paired names its two models itself", "drop --model")
     if output is not None:
         check_rows_path(output)
+        check_not_there(output, overwrite=overwrite)
+        check_writable_folder(output.parent)
     split_dir = resolve_dataset(dataset, data_dir, split)
     names = list(paired) if paired is not None else _names(model)
     with progress_bar() as bar:
@@ -544,7 +550,8 @@ def compare(
     input_path: Annotated[Optional[Path], typer.Argument(help="Image to enhance with every method.", show_default=False)] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help=MethodsHelp)] = None,
     ref: Annotated[Optional[Path], typer.Option("--ref", help="Reference (well-exposed) image: adds PSNR/SSIM.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Grid image (INPUT; default <stem>_compare.png beside it) or folder (--dataset).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Grid image (INPUT; default <stem>_compare.png beside it, which folder runs leave out) or folder (--dataset).")] = None,
+    overwrite: OverwriteOpt = False,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Compare on a paired dataset instead of one image: lol.")] = None,
     data_dir: DataDirOpt = None,
     split: SplitOpt = "eval15",
@@ -571,8 +578,9 @@ def compare(
 
       lowlight compare --dataset lol --data-dir ../shared/data/lol --methods clahe,msrcr -o cmp/
     """
+    from .batch import GRID_TAG, Job, check_outputs
     from .errors import OutputError, UsageError
-    from .evaluate import compare_dataset, compare_image, json_ready, resolve_dataset, save_grid
+    from .evaluate import compare_dataset, compare_image, grid_pairs, json_ready, resolve_dataset, save_grid
 
     if (input_path is None) == (dataset is None):
         raise UsageError("give either an INPUT image or --dataset", "e.g. lowlight compare dark.jpg --methods clahe,msrcr")
@@ -581,10 +589,12 @@ def compare(
     options = run_options(device, tile, overlap, precision, scale, strength, memory, threads, backend)
     names = _names(methods)
     if input_path is not None:
-        name = f"{input_path.stem}_compare.png"
+        name = f"{input_path.stem}{GRID_TAG}.png"
         target = input_path.with_name(name) if output is None else output / name if output.is_dir() else output
-        if target.exists() and target.resolve() == input_path.resolve():
-            raise OutputError(f"output {target} would overwrite the input", "choose another -o")
+        for source in (input_path, ref):
+            if source is not None and target.exists() and target.resolve() == source.resolve():
+                raise OutputError(f"output {target} would overwrite the input {source}", "choose another -o")
+        check_outputs([Job(input_path, target, explicit=True)], overwrite=overwrite)
         with progress_bar() as bar:
             grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"), max_pixels=max_pixels)
         save_grid(target, grid)
@@ -599,12 +609,14 @@ def compare(
         return
     split_dir = resolve_dataset(dataset, data_dir, split)
     folder = output or Path(f"compare_{dataset}_{split}")
+    jobs = {pair.stem: Job(pair.low, folder / f"{pair.stem}{GRID_TAG}.png", explicit=True) for pair in grid_pairs(split_dir, grids)}
+    check_outputs(list(jobs.values()), overwrite=overwrite)
     with progress_bar() as bar:
         result, images = compare_dataset(names, split_dir, options, n_grids=grids, progress=_progress(bar, "compare"),
                                          max_pixels=max_pixels)
     paths = []
     for stem, grid in images.items():
-        paths.append(folder / f"{stem}_compare.png")
+        paths.append(jobs[stem].dst)
         save_grid(paths[-1], grid)
     if as_json:
         print(json.dumps(result.to_dict() | {"grids": [str(p) for p in paths]}, indent=2))

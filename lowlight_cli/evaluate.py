@@ -24,7 +24,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import registry
-from .data import default_lol_roots, find_pairs
+from .data import Pair, default_lol_roots, find_pairs
 from .errors import DatasetError, OutputError, UsageError
 from .images import DEFAULT_MAX_PIXELS, Picture, write_atomic, read_image, to_uint8, write_image
 from .inference import Enhancer, RunOptions, load_enhancer, run_with_hooks
@@ -549,6 +549,14 @@ def compare_image(
     return compare_grid(panels, labels), rows
 
 
+def grid_pairs(split_dir: Path, n_grids: int) -> list[Pair]:
+    """The ``n_grids`` pairs of ``split_dir`` that :func:`compare_dataset` makes grids of: spread evenly
+    over the split, in its order (known before any work, so that their outputs can be checked first)."""
+    pairs = find_pairs(split_dir)
+    picks = np.linspace(0, len(pairs) - 1, min(max(n_grids, 0), len(pairs))).round().astype(int)
+    return [pairs[i] for i in sorted(set(picks.tolist()))]
+
+
 def compare_dataset(
     methods: Sequence[str],
     split_dir: Path,
@@ -558,12 +566,11 @@ def compare_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """:func:`evaluate` every method on the split, plus grids (input, outputs with their scores,
-    reference) for ``n_grids`` pairs spread evenly over it, keyed by stem."""
-    pairs = find_pairs(split_dir)
-    picks = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(max(n_grids, 0), len(pairs))).round().astype(int)}
+    reference) for the :func:`grid_pairs`, keyed by stem."""
+    picks = grid_pairs(split_dir, n_grids)
     result = evaluate(methods, split_dir, options, progress=progress, keep={p.stem for p in picks}, max_pixels=max_pixels)
     grids = {}
-    for pair in sorted(picks, key=pairs.index):
+    for pair in picks:
         rows = {r["model"]: r for r in result.rows if r["image"] == pair.stem}
         outputs = result.outputs[pair.stem]
         grids[pair.stem] = compare_grid(

@@ -111,6 +111,17 @@ def _several_inputs_to_a_file(tmp, ro):
     return [tmp / GOOD, tmp / "b.png", "-o", tmp / "file.png"], 1, "need an output folder"
 
 
+def _several_inputs_to_a_new_file(tmp, ro):
+    (tmp / "b.png").write_bytes((tmp / GOOD).read_bytes())
+    return [tmp / GOOD, tmp / "b.png", "-o", tmp / "two.png"], 2, "-o " + str(tmp / "two.png") + " names one file"
+
+
+def _a_folder_to_a_file(tmp, ro):
+    (tmp / "shots").mkdir()
+    (tmp / "shots" / GOOD).write_bytes((tmp / GOOD).read_bytes())
+    return [tmp / "shots", "-o", tmp / "all.jpg"], 2, "names one file"
+
+
 def bomb_png(path: Path, side: int = 100_000) -> Path:
     """A PNG of a few hundred bytes whose header claims ``side`` x ``side`` RGB pixels (two rows follow)."""
     def chunk(kind: bytes, payload: bytes) -> bytes:
@@ -226,7 +237,7 @@ def _bad_crf(tmp, ro):
 
 CASES = [_missing, _empty, _truncated, _not_an_image, _unknown_input_suffix, _unknown_output_suffix, _no_images,
          _unwritable_output, _read_only_file_system, _raw_output, _output_exists, _output_over_input, _two_inputs_one_output,
-         _several_inputs_to_a_file, _decompression_bomb,
+         _several_inputs_to_a_file, _several_inputs_to_a_new_file, _a_folder_to_a_file, _decompression_bomb,
          _over_max_pixels, _video_over_max_pixels, _bad_shard, _shard_not_k_of_n, _bad_strength, _tile_below_useful,
          _negative_tile, _bad_quality, _bad_ext, _unknown_model, _video_not_a_video, _video_empty, _video_truncated,
          _video_truncated_matroska, _video_damaged, _video_audio_only, _video_without_frames, _video_to_an_image,

@@ -124,11 +124,64 @@ def test_compare_refuses_to_overwrite_its_input(cli, tmp_path):
     assert code == 1 and "overwrite the input" in err
 
 
+def _no_work(monkeypatch):
+    """Loading any model fails the test: outputs must be refused before."""
+    monkeypatch.setattr(evaluate, "_load", lambda *a, **k: pytest.fail("a model was loaded"))
+
+
 def _error_line(err: str) -> str:
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("Error: ")]
     assert "Hint: " in err
     return line
+
+
+@pytest.mark.parametrize("command", ["compare", "eval"])
+def test_compare_and_eval_replace_an_existing_output_only_with_overwrite(cli, lol, tmp_path, monkeypatch, command):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image())
+    kept = tmp_path / ("precious.png" if command == "compare" else "rows.csv")
+    kept.write_bytes(b"an earlier result")
+    args = [src] if command == "compare" else ["--data-dir", lol]
+    with monkeypatch.context() as m:
+        _no_work(m)
+        code, _, err = cli(command, *args, "--model" if command == "eval" else "--methods", "gamma", "-o", kept)
+    assert code == 1 and f"{kept} exists and was not overwritten" in _error_line(err) and "--overwrite" in err
+    assert kept.read_bytes() == b"an earlier result"
+    code, _, err = cli(command, *args, "--model" if command == "eval" else "--methods", "gamma", "-o", kept, "--overwrite")
+    assert code == 0, err
+    assert kept.read_bytes() != b"an earlier result"
+    assert sorted(p.name for p in kept.parent.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_compare_checks_its_outputs_before_any_work(cli, lol, tmp_path, monkeypatch, read_only):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image())
+    _no_work(monkeypatch)
+    (tmp_path / "night_compare.png").write_bytes(b"an earlier grid")  # the default output
+    code, _, err = cli("compare", src, "--methods", "gamma")
+    assert code == 1 and "night_compare.png exists" in _error_line(err)
+    code, _, err = cli("compare", src, "--methods", "gamma", "-o", tmp_path / "grid.txt")
+    assert code == 1 and "cannot tell the image format" in _error_line(err)
+    (tmp_path / "locked").mkdir()
+    read_only(tmp_path / "locked")
+    code, _, err = cli("compare", src, "--methods", "gamma", "-o", tmp_path / "locked" / "grid.png")
+    assert code == 1 and "Read-only file system" in _error_line(err)
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "10_compare.png").write_bytes(b"an earlier grid")
+    code, _, err = cli("compare", "--dataset", "lol", "--data-dir", lol, "--methods", "gamma", "--grids", "2", "-o", tmp_path / "cmp")
+    assert code == 1 and "10_compare.png exists" in _error_line(err)
+
+
+def test_a_compare_grid_beside_its_input_is_left_out_of_folder_runs(cli, tmp_path):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    cv2.imwrite(str(shots / "03.jpg"), dark_image())
+    code, out, _ = cli("compare", shots / "03.jpg", "--methods", "gamma", "--json")
+    assert code == 0 and Path(json.loads(out)["output"]) == shots / "03_compare.png"
+    code, out, err = cli("enhance", shots, "-o", tmp_path / "out", "--model", "gamma", "--json")
+    assert code == 0, err
+    assert [Path(json.loads(line)["input"]).name for line in out.splitlines()] == ["03.jpg"]
 
 
 def test_compare_and_eval_refuse_an_image_over_max_pixels(cli, lol, tmp_path):
