@@ -25,7 +25,7 @@ from .errors import LowlightError
 
 app = typer.Typer(
     help="Turn dark photos into well-exposed ones.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -303,7 +303,7 @@ def models(
     for row in rows:
         scored = row["eval15_psnr"] is not None and row["eval15_ssim"] is not None
         cells = {
-            "name": row["name"] + (" (default)" if row["default"] else ""),
+            "name": ("  " if row["kind"] == "weights" else "") + row["name"] + (" (default)" if row["default"] else ""),
             "kind": row["kind"],
             "scales": ",".join(map(str, row["scales"])),
             "params": format_params(row["params"]),

@@ -16,7 +16,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,6 +30,9 @@ from .images import DEFAULT_MAX_PIXELS, Picture, write_atomic, read_image, to_ui
 from .inference import Enhancer, RunOptions, load_enhancer, run_with_hooks
 from .metrics import PROTOCOL, gt_mean, psnr, ssim
 from .tiling import Progress
+
+if TYPE_CHECKING:
+    from .weights import WeightsEntry
 
 DATASETS = ("lol",)
 SPLITS = ("eval15", "our485")
@@ -307,7 +310,11 @@ def _weights_source(spec: registry.ModelSpec) -> str:
         return "-"
     from .weights import entry_for
 
-    entry = entry_for(spec.name)
+    return _entry_source(entry_for(spec.name))
+
+
+def _entry_source(entry: WeightsEntry | None) -> str:
+    """Where a weights entry's file comes from: bundled, hub or none."""
     if entry is None:
         return "none"
     if entry.bundled_path is not None and entry.bundled_path.is_file():
@@ -333,11 +340,12 @@ class _SkipInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def parameter_count(spec: registry.ModelSpec) -> int:
-    """Parameters of ``spec``'s network, built on the meta device without initialising: shapes only, no
-    memory, milliseconds even for the 43 M-parameter variants."""
+def parameter_count(spec: registry.ModelSpec, hparams: dict[str, Any] | None = None) -> int:
+    """Parameters of ``spec``'s network (with a weights entry's ``hparams``, else its own), built on the
+    meta device without initialising: shapes only, no memory, milliseconds even for the 43 M-parameter
+    variants."""
     with torch.device("meta"), _SkipInit():
-        net = spec.create()
+        net = spec.build(**hparams) if hparams else spec.create()
     return sum(p.numel() for p in net.parameters())
 
 
@@ -407,18 +415,21 @@ def format_macs(value: float | None) -> str:
 
 
 def model_rows(*, include_tests: bool = False, macs: bool = False) -> list[dict[str, Any]]:
-    """One row per registered model for ``lowlight models``, as data (numbers as numbers).
+    """One row per name ``--model`` takes, for ``lowlight models``, as data (numbers as numbers): each
+    registered model, and after a learned one each of its weights entries (``arch.tag``).
 
-    Keys: ``name``, ``kind``, ``scales`` (list of ints), ``params`` (int; None for a baseline), ``weights``
-    (bundled, hub, none; "-" for a baseline), ``default`` (what ``enhance`` runs without ``--model``),
-    ``eval15_psnr`` / ``eval15_ssim`` (the default weights' plain LOL eval15 scores, or None) and
-    ``summary``. Parameters come from constructors on the meta device, so the listing takes well under
-    a second. ``macs`` adds ``macs_per_px`` (see :func:`macs_per_pixel`): one forward pass per model, on
-    the meta device too, but several seconds in all (meta kernels load torch's compiler stack).
-    Test-only variants (:attr:`registry.ModelSpec.test_only`) only with ``include_tests``.
+    Keys: ``name``, ``kind`` (learned, baseline, or weights for an entry, which also has ``arch``),
+    ``scales`` (list of ints), ``params`` (int; None for a baseline), ``weights`` (bundled, hub, none;
+    "-" for a baseline), ``default`` (what ``enhance`` runs without ``--model``; False for an entry, whose
+    ``arch_default`` says whether ``--model arch`` loads it), ``eval15_psnr`` / ``eval15_ssim`` (the
+    default weights' or the entry's plain LOL eval15 scores, or None) and ``summary``. Parameters come
+    from constructors on the meta device, so the listing takes well under a second. ``macs`` adds
+    ``macs_per_px`` (see :func:`macs_per_pixel`; None for an entry): one forward pass per model, on the
+    meta device too, but several seconds in all (meta kernels load torch's compiler stack). Test-only
+    variants (:attr:`registry.ModelSpec.test_only`) only with ``include_tests``.
     """
     from .inference import default_model_name
-    from .weights import entry_for
+    from .weights import entries, entry_for
 
     default = default_model_name()
     rows = []
@@ -442,7 +453,30 @@ def model_rows(*, include_tests: bool = False, macs: bool = False) -> list[dict[
         if macs:
             row["macs_per_px"] = macs_per_pixel(spec) if learned else None
         rows.append(row)
+        own = sorted((e for e in entries() if learned and e.arch == spec.name), key=lambda e: not e.default)
+        rows += [_entry_row(spec, e, macs=macs) for e in own]
     return rows
+
+
+def _entry_row(spec: registry.ModelSpec, entry: WeightsEntry, *, macs: bool) -> dict[str, Any]:
+    """A :func:`model_rows` row for one weights entry of ``spec``."""
+    mixture = ", ".join(f"{part} {share:g}" for part, share in entry.mixture.items())
+    about = [f"what --model {spec.name} loads"] if entry.default else []
+    about.append(f"exposure mixture: {mixture}" if mixture else "paired images only (no exposure mixture)")
+    row = {
+        "name": entry.name,
+        "kind": "weights",
+        "arch": spec.name,
+        "scales": list(spec.scales),
+        "params": parameter_count(spec, entry.hparams),
+        "weights": _entry_source(entry),
+        "default": False,
+        "arch_default": entry.default,
+        "eval15_psnr": entry.metrics.get("eval15_psnr"),
+        "eval15_ssim": entry.metrics.get("eval15_ssim"),
+        "summary": "; ".join(about),
+    }
+    return row | ({"macs_per_px": None} if macs else {})
 
 
 LABEL_BAND = 24  # pixels of the caption band above each panel

@@ -79,3 +79,17 @@ def test_max_pixels_default_is_the_librarys():
 
     for command in (cli.enhance, cli.compare, cli.eval_models):
         assert inspect.signature(command).parameters["max_pixels"].default == DEFAULT_MAX_PIXELS
+
+
+def test_shell_completion_can_be_shown_installed_and_completes(cli, monkeypatch):
+    # As the `lowlight` script, not `python -m pytest`: click names the program after __main__'s package.
+    monkeypatch.setattr(sys.modules["__main__"], "__package__", None)
+    code, out, _ = cli("-h")
+    assert code == 0 and "--install-completion" in out and "--show-completion" in out
+    code, out, _ = cli("--show-completion", "bash")
+    assert code == 0 and "_LOWLIGHT_COMPLETE=complete_bash" in out and "complete " in out
+    monkeypatch.setenv("_LOWLIGHT_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "lowlight enhance --max")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    code, out, _ = cli()
+    assert code == 0 and out.split() == ["--max-pixels"]

@@ -16,6 +16,7 @@ from lowlight_cli.errors import DatasetError, UsageError
 from lowlight_cli.images import read_image, to_uint8
 from lowlight_cli.inference import RunOptions, default_model_name, load_enhancer
 from lowlight_cli.metrics import gt_mean, psnr, ssim
+from lowlight_cli.weights import entries
 
 # stem -> (low suffix, high suffix): pairing must go by stem whatever the extension.
 PAIRS = {"1": (".png", ".jpg"), "2": (".jpg", ".webp"), "10": (".webp", ".png")}
@@ -282,7 +283,7 @@ def test_model_rows_cover_the_registry_with_numbers_as_numbers(cli):
     code, out, _ = cli("models", "--json", "--all")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {spec.name for spec in registry.specs()}
+    assert set(rows) == {spec.name for spec in registry.specs()} | {e.name for e in entries()}
     assert rows["gamma"]["params"] is None and rows["gamma"]["weights"] == "-"
     assert rows["msrnet"]["params"] == sum(p.numel() for p in registry.get("msrnet").create().parameters())
     assert rows["msrnet"]["weights"] in ("bundled", "hub", "none") and rows["neid"]["scales"] == [1, 2]
@@ -307,8 +308,30 @@ def test_model_table_piped_keeps_one_line_per_model_and_marks_the_default(cli):
     default = default_model_name()
     assert f"{default} (default)" in lines
     lines[default] = lines.pop(f"{default} (default)")
-    assert set(lines) == {spec.name for spec in registry.specs() if not spec.test_only}  # no name cut or wrapped
+    names = {spec.name for spec in registry.specs() if not spec.test_only}
+    assert set(lines) == names | {e.name for e in entries() if e.arch in names}  # no name cut or wrapped
     assert "31.80 M" in lines["mirnet_paper"] and "learned" in lines["mirnet_paper"]
+
+
+def test_every_name_models_lists_is_taken_by_model(cli, tmp_path):
+    """`lowlight models --all` lists each weights entry (mirnet.lol, mirnet.mix, ...) under its model, and
+    `--model` takes every name listed: the planned output carries the entry's own label."""
+    code, out, _ = cli("models", "--json", "--all")
+    rows = json.loads(out)
+    entry_rows = {r["name"]: r for r in rows if r["kind"] == "weights"}
+    assert code == 0 and set(entry_rows) == {e.name for e in entries()}
+    for e in entries():
+        row = entry_rows[e.name]
+        assert row["arch"] == e.arch and row["arch_default"] == e.default and not row["default"]
+        assert row["eval15_psnr"] == e.metrics.get("eval15_psnr")
+    assert {"mirnet.lol", "mirnet.mix", "mirnet.gate"} <= set(entry_rows)
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image())
+    for row in rows:
+        code, out, err = cli("enhance", src, "--model", row["name"], "--dry-run", "--json")
+        assert code == 0, (row["name"], err)
+        label = json.loads(out)["model"]
+        assert label == row["name"] if row["kind"] == "weights" else label.split(".")[0] == row["name"]
 
 
 def test_models_builds_no_real_network_and_runs_no_forward_pass(monkeypatch):
