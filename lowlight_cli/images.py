@@ -16,8 +16,10 @@ import secrets
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -520,11 +522,21 @@ def _cannot_write(path: Path, e: OSError) -> OutputError:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file beside ``path`` (same suffix), then rename it over ``path``.
+    """Write ``data`` to ``path`` through :func:`atomic_file`."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write, a hidden temporary beside ``path`` (same suffix) renamed over ``path`` once
+    the block ends. Made with mode 0666 less the umask (0644 usually), as ``open`` makes files.
 
     Every OSError (no permission, a read-only file system, a full disk) becomes one OutputError for
-    ``path``; the temporary file is gone afterwards, also after Ctrl-C, and an old ``path`` is untouched.
+    ``path``; the temporary file is gone afterwards, also after an error in the block or Ctrl-C, and an
+    old ``path`` is untouched.
     """
+    path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist", f"create it first: mkdir -p {folder}")
@@ -535,7 +547,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise _cannot_write(path, e) from e
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(temporary, path)
     except BaseException as e:
         # The clean-up must not raise in its turn (it would hide the first error behind a traceback).

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import struct
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ import huggingface_hub
 import torch
 from huggingface_hub import constants as hf_constants
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from . import registry
 from .errors import ModelNotFoundError, UsageError, WeightsError
@@ -96,23 +96,33 @@ def canonicalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path, *, arch: str, hparams: dict[str, Any]) -> str:
-    """Write CPU, contiguous float32 safetensors atomically, with arch and hyperparameters in its metadata.
+    """Write CPU, contiguous float32 safetensors atomically (``images.atomic_file``: the usual file mode),
+    with arch and hyperparameters in its metadata.
 
-    Keys are canonicalized (no ``module.`` / ``_orig_mod.`` prefixes). Returns the file's sha256.
+    Keys are canonicalized (no ``module.`` / ``_orig_mod.`` prefixes). The same tensors give the same
+    bytes: see :func:`_sorted_metadata`. Returns the file's sha256.
     """
+    from .images import write_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in canonicalize_keys(state_dict).items()}
     meta = {"arch": arch, "hparams": json.dumps(hparams, sort_keys=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, _sorted_metadata(save(tensors, metadata=meta)))
     return sha256_file(path)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file with its ``__metadata__`` keys in sorted order. safetensors writes them from a
+    Rust HashMap, whose order changes from process to process, so the same weights got two sha256s.
+    The header is JSON after an 8-byte little-endian length, padded with spaces to a multiple of 8;
+    tensor offsets count from its end, so a header of another length moves nothing."""
+    (size,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + size :]
 
 
 def entries(path: Path | None = None) -> list[WeightsEntry]:

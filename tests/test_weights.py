@@ -85,6 +85,38 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert_same_state(loaded, state)
 
 
+def test_saved_weights_are_byte_reproducible_and_made_with_the_usual_mode(tmp_path: Path) -> None:
+    """safetensors writes its metadata from a Rust HashMap, in an order that changes between processes:
+    the same weights got one of two sha256s. save_weights sorts it; files get 0666 less the umask."""
+    script = (
+        "import sys, torch; from lowlight_cli import weights; torch.manual_seed(0); "
+        "state = {'b.weight': torch.randn(3, 4), 'a.bias': torch.randn(3)}; "
+        "print(weights.save_weights(state, sys.argv[1], arch='toynet', hparams={'width': 3, 'depth': 2}))"
+    )
+    shas = set()
+    for i, umask in enumerate((0o022, 0o027, 0o022, 0o077)):  # a fresh HashMap order in each process
+        path = tmp_path / f"w{i}.safetensors"
+        run = subprocess.run([sys.executable, "-c", f"import os; os.umask({umask}); {script}", path],
+                             capture_output=True, text=True, check=True)
+        shas.add(run.stdout.strip())
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert len(shas) == 1 and len({p.read_bytes() for p in tmp_path.iterdir()}) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_metadata_order_does_not_change_the_bytes(tmp_path: Path) -> None:
+    from safetensors.torch import save
+
+    state = toy_state()
+    one = weights._sorted_metadata(save(state, metadata={"arch": "toynet", "hparams": "{}"}))
+    other = weights._sorted_metadata(save(state, metadata={"hparams": "{}", "arch": "toynet"}))
+    assert one == other and b'{"__metadata__":{"arch":"toynet","hparams":"{}"}' in one
+    (tmp_path / "w.safetensors").write_bytes(one)
+    loaded, meta = weights.load_state(tmp_path / "w.safetensors", None)
+    assert meta == {"arch": "toynet", "hparams": {}}
+    assert_same_state(loaded, state)
+
+
 def test_sha256_mismatch_is_refused(tmp_path: Path) -> None:
     sha = weights.save_weights(toy_state(), tmp_path / "toy.safetensors", arch="toynet", hparams={"width": 3})
     with pytest.raises(WeightsError) as err:
