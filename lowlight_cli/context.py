@@ -188,3 +188,86 @@ def whole_image_context(
             counts = ns if counts is None else [a + b for a, b in zip(counts, ns, strict=True)]
         context = [(t / n).float() for t, n in zip(totals, counts, strict=True)]
     return context
+
+
+class Glance(nn.Module):
+    """The whole picture at a fixed small size, and where the crop being run sits in it.
+
+    ``(B, 3, H, W)`` -> ``(glance (B, 3, size, size), box (B, 4))``. Outside a context the crop is the
+    whole picture: the glance is its area average (each output pixel the mean of the input pixels
+    it covers) and the box is ``(0, 0, H, W)``. A network whose global part reads only the glance,
+    and whose full-resolution part reads the box to place the crop in it, runs tile by tile exactly
+    as in one pass when the tiler hands every tile the whole picture's glance and the tile's own box
+    (:func:`glancing`); no tile sweep is needed, unlike :class:`GlobalMean`'s statistics of features.
+    The box is ``(top, left, picture height, picture width)`` in input pixels.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.given: _Glancing | None = None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.given is not None:
+            return self.given.glance.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1, -1), \
+                self.given.box.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1)
+        h, w = x.shape[-2:]
+        box = torch.stack([torch.zeros_like(x[:, 0, 0, 0]), torch.zeros_like(x[:, 0, 0, 0]),
+                           torch.full_like(x[:, 0, 0, 0], h), torch.full_like(x[:, 0, 0, 0], w)], dim=1)
+        return glance_of(x, self.size), box
+
+
+def glance_of(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, size, size)``: output pixel ``i`` of a side of ``n`` is the mean of input
+    pixels ``floor(i n / size)`` to ``ceil((i + 1) n / size) - 1`` (torch's adaptive average pooling).
+
+    By differences of running sums (in float64), which trace with any H and W (an ONNX graph of
+    dynamic size) and cost a few additions per pixel."""
+    return _area_average(_area_average(x, size, dim=3), size, dim=2).to(x.dtype)
+
+
+def _area_average(x: torch.Tensor, size: int, *, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    i = torch.arange(size, device=x.device)
+    start, end = i * n // size, ((i + 1) * n + size - 1) // size
+    sums = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1), dtype=torch.float64), x.double().cumsum(dim)], dim=dim)
+    shape = [1] * x.dim()
+    shape[dim] = size
+    return (sums.index_select(dim, end) - sums.index_select(dim, start)) / (end - start).double().view(shape)
+
+
+class _Glancing:
+    """The whole picture's glance ``(1, 3, S, S)`` and the box of the crop run now ``(1, 4)``."""
+
+    def __init__(self, glance: torch.Tensor, height: int, width: int) -> None:
+        self.glance, self.height, self.width = glance, height, width
+        self.box = torch.tensor([[0.0, 0.0, height, width]])
+
+    def place(self, top: int, left: int) -> None:
+        """The next crop starts at ``(top, left)`` of the picture."""
+        self.box = torch.tensor([[float(top), float(left), float(self.height), float(self.width)]])
+
+
+def glances(net: nn.Module) -> list[Glance]:
+    return [m for m in net.modules() if isinstance(m, Glance)]
+
+
+def current_glance(net: nn.Module) -> _Glancing | None:
+    """The glance handed to ``net`` now, if any (an ONNX runner reads it, :mod:`lowlight_cli.onnx_graph`)."""
+    return next((m.given for m in glances(net) if m.given is not None), None)
+
+
+@contextmanager
+def glancing(net: nn.Module, glance: torch.Tensor, height: int, width: int) -> Iterator[_Glancing]:
+    """Inside: ``net``'s :class:`Glance` gives ``glance`` (the whole ``height`` x ``width`` picture's,
+    padded as the net sees it) and the box last set with the yielded object's ``place``."""
+    given = _Glancing(glance, height, width)
+    modules = glances(net)
+    before = [m.given for m in modules]
+    for m in modules:
+        m.given = given
+    try:
+        yield given
+    finally:
+        for m, previous in zip(modules, before, strict=True):
+            m.given = previous

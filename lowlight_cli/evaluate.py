@@ -385,23 +385,34 @@ def macs_by_layer(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.
     return calls
 
 
-def macs_per_pixel(spec: registry.ModelSpec) -> float:
-    """Multiply-accumulates per input pixel of one forward pass of ``spec``'s network at its native scale.
+PHOTO_PIXELS = 12_000_000  # a 12 MP photo: where a fixed cost (a model's glance) is spread for --macs
 
-    :func:`count_macs` on a ``16 * size_multiple`` square input, as ptflops/thop count: activations,
-    pooling, attention products and functional convolutions (fixed filters) are left out. One MAC is
-    two FLOPs. Shapes only, on the meta device; a model using an op without a meta kernel runs once
-    on CPU instead.
+
+def macs_per_pixel(spec: registry.ModelSpec) -> float:
+    """Multiply-accumulates per input pixel of one forward pass of ``spec``'s network at its native scale,
+    on a 12 MP photo (:data:`PHOTO_PIXELS`).
+
+    :func:`count_macs` on two square inputs (``16`` and ``32 * size_multiple`` px) splits the count into a
+    part that grows with the pixels and a fixed part (a network that sees a fixed-size copy of the
+    whole picture, :class:`context.Glance`), which is spread over a 12 MP photo. Counted as ptflops/thop
+    count: activations, pooling, attention products and functional convolutions (fixed filters) are
+    left out. One MAC is two FLOPs. Shapes only, on the meta device; a model using an op without a
+    meta kernel runs on CPU instead.
     """
-    side = 16 * spec.size_multiple
-    try:
-        with torch.device("meta"):
-            total = count_macs(spec.create(), torch.zeros(1, 3, side, side))
-    # Meta tensors raise NotImplementedError for ops without a meta kernel and RuntimeError on data
-    # access (.item()); real zeros on CPU then give the same count.
-    except (NotImplementedError, RuntimeError):
-        total = count_macs(spec.create(), torch.zeros(1, 3, side, side))
-    return total / (side * side)
+    sides = (16 * spec.size_multiple, 32 * spec.size_multiple)
+    totals = []
+    for side in sides:
+        try:
+            with torch.device("meta"):
+                totals.append(count_macs(spec.create(), torch.zeros(1, 3, side, side)))
+        # Meta tensors raise NotImplementedError for ops without a meta kernel and RuntimeError on data
+        # access (.item()); real zeros on CPU then give the same count.
+        except (NotImplementedError, RuntimeError):
+            totals.append(count_macs(spec.create(), torch.zeros(1, 3, side, side)))
+    (a, b), (ta, tb) = (s * s for s in sides), totals
+    slope = (tb - ta) / (b - a)
+    fixed = max(0.0, ta - slope * a)
+    return slope + fixed / PHOTO_PIXELS
 
 
 def format_macs(value: float | None) -> str:

@@ -28,7 +28,7 @@ from .arrays import ImageInput, to_picture
 from .errors import LowlightError, UsageError
 from .images import Picture
 from .registry import ModelSpec
-from .tiling import Progress, owned_cells, run_padded, tile_spans, tiled_forward
+from .tiling import Progress, owned_cells, pad_to_multiple, run_padded, tile_spans, tiled_forward
 
 log = logging.getLogger("lowlight")
 
@@ -386,6 +386,8 @@ class Enhancer:
         kwargs = dict(overlap=overlap, scale=self.spec.scale, multiple=self.spec.size_multiple,
                       device=self.device, dtype=self.dtype)
         whole = tile >= max(h, w)
+        if context.glances(self.net):
+            return self._glanced(x, tile, progress, pooled, measured, kwargs)
         if self.spec.tile_safe or (whole and pooled is None and measured is None):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
         if whole and measured is not None:  # one pass measures its own context as it runs
@@ -400,6 +402,21 @@ class Enhancer:
             pooled = own if pooled is None else pooled
         with context.replaying(self.net, pooled):
             return tiled_forward(self._forward, x, tile=tile, progress=progress, **kwargs)
+
+    def _glanced(self, x: torch.Tensor, tile: int, progress: Progress | None, pooled: Sequence[torch.Tensor] | None,
+                 measured: list[torch.Tensor] | None, kwargs: dict) -> torch.Tensor:
+        """Tiles (or one pass) of a model that glances at the whole picture (:class:`context.Glance`):
+        the glance of the picture, padded as one pass pads it, is taken once and handed to every tile
+        with the tile's place, so tiles equal one pass. ``pooled`` (a video's average) replaces it,
+        ``measured`` receives it, each as a one-item list."""
+        [module] = context.glances(self.net)
+        padded, _, _ = pad_to_multiple(x, self.spec.size_multiple)
+        own = [context.glance_of(padded, module.size)]
+        if measured is not None:
+            measured[:] = own
+        given = own if pooled is None else pooled
+        with context.glancing(self.net, given[0], *padded.shape[-2:]) as seen:
+            return tiled_forward(self._forward, x, tile=tile, progress=progress, place=seen.place, **kwargs)
 
     def global_context(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> list[torch.Tensor]:
         """Every global pooling's whole-image value for ``x`` ``(1, 3, H, W)``.

@@ -3,7 +3,7 @@
 The graph is lowlight's whole-image pass, :func:`tiling.run_padded` around the network:
 
 * input ``image``: float32 ``(batch, 3, height, width)`` in [0, 1], batch, height and width dynamic,
-  each side at least the model's size multiple (``spec.size_multiple``, 16 for NEID);
+  each side at least 4 and the model's size multiple (``spec.size_multiple``, 16 for NEID);
 * inside: reflect-padded at the bottom and right to that multiple, the network, cropped back;
 * output ``enhanced``: float32 ``(batch, 3, height * scale, width * scale)``, **not clamped**: clip it
   to [0, 1] (lowlight clamps after blending tiles, so the graph leaves it to the caller too).
@@ -165,6 +165,24 @@ class ContextGraph(nn.Module):
         return (y, *pooling.cell_means, *pooling.counts) if self.measure else (y,)
 
 
+class GlanceGraph(nn.Module):
+    """The network with its :class:`context.Glance` given as graph inputs (one image at a time, its sides
+    multiples of the model's size multiple): inputs ``image``, ``glance`` ``(1, 3, S, S)`` (the whole
+    picture's) and ``box`` ``(1, 4)`` (where this crop sits in it); output ``enhanced``. The tiler runs
+    every tile of such a model through it, one pass too (:meth:`inference.Enhancer._glanced`)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, glance: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        from . import context
+
+        with context.glancing(self.net, glance, 0, 0) as given:
+            given.box = box
+            return self.net(x)
+
+
 def context_shapes(spec: ModelSpec, net: nn.Module) -> list[tuple[int, ...]]:
     """The shape of every pooling call's value in one pass, in call order."""
     from . import context
@@ -182,7 +200,7 @@ def example_input(spec: ModelSpec) -> torch.Tensor:
     return torch.rand(2, 3, 5 * m + 1, 7 * m + 3)
 
 
-KINDS = ("plain", "replay", "measure")
+KINDS = ("plain", "replay", "measure", "glance")
 
 
 def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, overwrite: bool = False,
@@ -194,8 +212,9 @@ def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, over
     check_output(path, overwrite=overwrite)
     net = net.float().eval()
     # Sides below the multiple would need replicate padding where reflection runs out; the graph has
-    # the reflecting branch only.
-    side = {"min": max(2, spec.size_multiple), "max": 2**16}
+    # the reflecting branch only. At least 4: a side of 2 would make Lantern's half-resolution maps
+    # 1 px long, which torch.export traces as a case of its own.
+    side = {"min": max(4, spec.size_multiple), "max": 2**16}
     height, width = torch.export.Dim("height", **side), torch.export.Dim("width", **side)
     example = example_input(spec)
     if kind == "plain":
@@ -203,6 +222,17 @@ def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, over
         args = (example,)
         dims = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: height, 3: width}}
         inputs, outputs = [INPUT], [OUTPUT]
+    elif kind == "glance":
+        from . import context
+
+        model = GlanceGraph(net)
+        m = spec.size_multiple
+        size = context.glances(net)[0].size
+        args = (example[:1, :, : example.shape[2] // m * m, : example.shape[3] // m * m], torch.rand(1, 3, size, size),
+                torch.tensor([[8.0, 16.0, 1000.0, 1500.0]]))
+        rows, cols = torch.export.Dim("rows", min=1, max=2**16 // m), torch.export.Dim("cols", min=1, max=2**16 // m)
+        dims = {"x": {2: m * rows, 3: m * cols}, "glance": None, "box": None}
+        inputs, outputs = [INPUT, "glance", "box"], [OUTPUT]
     else:
         measure = kind == "measure"
         model = ContextGraph(net, measure=measure)
@@ -323,7 +353,8 @@ class OnnxForward:
         model with global context), measured (:func:`peak_bytes_per_pixel`); None where it cannot be."""
         from . import context
 
-        kind = "measure" if context.uses_global_context(self.net) else "plain"
+        kind = ("glance" if context.glances(self.net) else "measure" if context.uses_global_context(self.net)
+                else "plain")
         return peak_bytes_per_pixel(cached_graph(self.spec, self.net, self.label, kind), self.threads, self.spec.size_multiple)
 
     @functools.cached_property
@@ -343,6 +374,10 @@ class OnnxForward:
         from . import context
 
         x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+        seen = context.current_glance(self.net)
+        if seen is not None:
+            feed = {INPUT: x, "glance": seen.glance.float().numpy(), "box": seen.box.float().numpy()}
+            return torch.from_numpy(self._run("glance", feed)[0])
         ctx = context.current(self.net)
         if ctx is None:
             return torch.from_numpy(self._run("plain", {INPUT: x})[0])

@@ -98,6 +98,7 @@ def tiled_forward(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
+    place: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Run ``forward`` over ``image`` tile by tile and blend.
 
@@ -108,6 +109,8 @@ def tiled_forward(
         tile: tile side in input pixels (a tile larger than the image means one pass).
         overlap: pixels shared by neighbouring tiles; must be smaller than ``tile``.
         scale: output scale of the model (NEID: 2).
+        place: called with each tile's ``(top, left)`` in ``image`` before ``forward`` runs it (a model
+            that places its crop in the picture, :class:`lowlight_cli.context.Glance`).
     Returns:
         CPU float32 tensor ``(1, C', H*scale, W*scale)``.
 
@@ -124,6 +127,8 @@ def tiled_forward(
     for y0, y1 in rows:
         for x0, x1 in cols:
             crop = image[..., y0:y1, x0:x1].to(device=device, dtype=dtype)
+            if place is not None:
+                place(y0, x0)
             pred = run_padded(forward, crop, multiple=multiple, scale=scale).float().cpu()
             if out is None:
                 out = torch.zeros(1, pred.shape[1], H * scale, W * scale)

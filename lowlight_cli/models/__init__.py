@@ -3,3 +3,4 @@
 from . import msrnet  # noqa: F401
 from . import neid  # noqa: F401
 from . import mirnet  # noqa: F401
+from . import lantern  # noqa: F401

@@ -1,0 +1,115 @@
+"""Lantern: identity at the start, exact tiling through the glance, the glance as a video's context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import seeded_net as _seeded_net
+from lowlight_cli import registry
+from lowlight_cli.context import Glance, glance_of, glances
+from lowlight_cli.images import read_image
+from lowlight_cli.inference import Enhancer, RunOptions
+from lowlight_cli.models.lantern import Lantern, interpolation_rows
+
+SAMPLE = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
+
+
+def seeded_net(spec) -> torch.nn.Module:
+    """The conftest's seeded net with its linear layers drawn too (the picture's colour transform and
+    the grid's global path start at zero or near it), so the glance visibly matters."""
+    net = _seeded_net(spec)
+    for module in net.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.5)
+    return net
+
+
+def _sample(h: int, w: int) -> np.ndarray:
+    return np.clip(cv2.resize(read_image(SAMPLE).rgb, (w, h), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("name", ["lantern", "lantern_tiny"])
+def test_a_fresh_network_returns_its_input_exactly(name):
+    torch.manual_seed(0)
+    net = registry.get(name).create().eval()
+    x = torch.rand(2, 3, 34, 50)
+    with torch.no_grad():
+        assert torch.equal(net(x), x)
+
+
+def test_interpolation_rows_are_a_partition_of_unity_that_follows_the_box():
+    rows = interpolation_rows(torch.tensor([[0.0]]), 64, torch.tensor([[64.0]]), 4)
+    assert torch.allclose(rows.sum(-1), torch.ones(1, 64))
+    # Row i of a crop starting at 16 is row 16 + i of the whole picture.
+    crop = interpolation_rows(torch.tensor([[16.0]]), 8, torch.tensor([[64.0]]), 4)
+    assert torch.equal(crop, rows[:, 16:24])
+
+
+def test_the_glance_is_the_whole_picture_area_averaged():
+    x = torch.rand(1, 3, 64, 96)
+    glance, box = Glance(16)(x)
+    assert torch.allclose(glance, x.view(1, 3, 16, 4, 16, 6).mean(dim=(3, 5)), atol=1e-6)
+    assert box.tolist() == [[0.0, 0.0, 64.0, 96.0]]
+    odd = torch.rand(2, 3, 37, 101)  # bins of unequal sizes, as torch's adaptive pooling makes them
+    assert torch.allclose(glance_of(odd, 16), torch.nn.functional.adaptive_avg_pool2d(odd, 16), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_tiles_give_one_pass(backend, tmp_path, monkeypatch):
+    """Every tile gets the whole picture's glance and its own place in it, and the overlap covers the
+    denoiser's reach: tiles give one pass to float rounding (a convolution sums in another order on
+    another crop size), which the default backend's 8-bit picture does not see."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path))
+    spec = registry.get("lantern_tiny")
+    net = seeded_net(spec)
+    rgb = _sample(151, 233)
+    whole = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64, backend=backend), "t")
+    tiled = Enhancer(spec, net, RunOptions(device="cpu", tile=2 * spec.overlap, backend=backend), "t")
+    assert tiled.plan(151, 233)[0] < 151  # several tiles each way
+    one, many = whole(rgb), tiled(rgb)
+    assert np.abs(one - rgb).mean() > 0.01  # the seeded net changes the picture
+    assert np.abs(one - many).max() <= 2.5e-7
+    if backend == "onnx":
+        assert np.array_equal(np.round(one * 255).astype(np.uint8), np.round(many * 255).astype(np.uint8))
+
+
+def test_a_tile_sees_the_whole_picture_not_itself():
+    """Without the glance a tile would see only its own crop: the right half of a picture whose left
+    half is dark comes out differently alone than inside the picture."""
+    spec = registry.get("lantern_tiny")
+    net = seeded_net(spec)
+    rgb = _sample(64, 128)
+    rgb[:, :64] *= 0.1
+    whole = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64, backend="torch"), "t")(rgb)
+    alone = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64, backend="torch"), "t")(rgb[:, 64:].copy())
+    assert np.abs(whole[:, 64 + 16 :] - alone[:, 16:]).max() > 1e-4
+
+
+def test_a_video_frame_runs_with_the_glance_it_is_given():
+    """The glance is the model's whole global context: measured as one item, and a given one (a
+    video's average over frames) replaces the frame's own."""
+    spec = registry.get("lantern_tiny")
+    net = seeded_net(spec)
+    rgb = _sample(60, 90)
+    enhancer = Enhancer(spec, net, RunOptions(device="cpu", memory_gb=64, backend="torch"), "t")
+    measured: list[torch.Tensor] = []
+    own = enhancer(rgb, measured=measured)
+    [glance] = measured
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
+    assert torch.equal(glance, glance_of(x, glances(net)[0].size))
+    assert np.array_equal(enhancer(rgb, pooled=[glance]), own)
+    assert np.abs(enhancer(rgb, pooled=[1.0 - glance]) - own).max() > 1e-4
+
+
+def test_bad_hyperparameters_are_refused():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Lantern(glance=100)
+    with pytest.raises(ValueError, match="depth"):
+        Lantern(depth=1)
