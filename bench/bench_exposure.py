@@ -17,9 +17,9 @@ Printed per model, at scale 1:
   and worst), and with ``--lol`` for the held-out LOL targets and for both sets together; a model that
   leaves a lit photo alone scores high;
 - ``mixed``: PSNR against the original of each photo darkened with a spatially varying exposure
-  (``train.darken(spatial=True)``, seed 7): lamps and skies lit, the rest LOL-dark;
+  (``pairs.darken(spatial=True)``, seed 7): lamps and skies lit, the rest LOL-dark;
 - ``cast``: the mean chroma shift (CIE Lab a*, b*, output minus input, averaged over pixels) on the grey
-  chart as it is and darkened (``train.darken``, seed 3), and on the well-exposed photos; a neutral
+  chart as it is and darkened (``pairs.darken``, seed 3), and on the well-exposed photos; a neutral
   input must stay neutral: |a*|, |b*| < 3.
 The sheet has one row per scene (a well-exposed photo, a mixed scene, the shipped dark sample) and
 one column per model after the input.
@@ -42,7 +42,7 @@ from lowlight_cli.evaluate import compare_grid, save_grid, validation_stems  # n
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
 from lowlight_cli.metrics import psnr  # noqa: E402
-from lowlight_cli.train import darken  # noqa: E402
+from lowlight_cli.training.pairs import darken  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
 

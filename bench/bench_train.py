@@ -4,7 +4,7 @@
                                 [--steps 4] [--repeats 3] [--layouts 1x2,2x1]
 
 A measured step is a full training step as ``lowlight train`` runs it: the recipe's batch and crop,
-forward through :class:`lowlight_cli.train.EngineForward`, the recipe's loss, backward, Adam. Data are
+forward through :class:`lowlight_cli.training.engine.EngineForward`, the recipe's loss, backward, Adam. Data are
 fixed random tensors (cropping is not the network). For each repeat, every (model, mode, layout) is
 timed once in turn, so that a load change on the machine hits all of them alike (interleaved); the
 median of the repeats is printed with the ratio to today's default (``fp32``, one process with two
@@ -32,7 +32,7 @@ import torch.multiprocessing as mp
 # Run as a script from a checkout: make the package importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli import allocator, registry  # noqa: E402
-from lowlight_cli.train import EngineForward, cpu_features  # noqa: E402
+from lowlight_cli.training.engine import EngineForward, cpu_features  # noqa: E402
 
 MODES = ("fp32", "channels_last", "fp32+keep", "channels_last+keep", "bf16", "compile", "compile_cl")
 

@@ -4,7 +4,7 @@
 
 Source: ``skimage.data.coffee()``, "Coffee cup", photograph by Rachel Michetti, courtesy of Pikolo
 Espresso Bar, CC0 ("No copyright restrictions" in scikit-image's data docs). It is darkened with the
-same documented model `lowlight train --synthetic` uses (``lowlight_cli.train.darken``: exposure
+same documented model `lowlight train --synthetic` uses (``lowlight_cli.training.pairs.darken``: exposure
 scaling, Poisson-Gaussian sensor noise, a gamma tone curve, 8-bit quantization), with a fixed seed.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lowlight_cli.train import darken  # noqa: E402
+from lowlight_cli.training.pairs import darken  # noqa: E402
 
 SEED = 2
 OUT = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"

@@ -359,7 +359,8 @@ def train(
 
       torchrun --standalone --nproc_per_node 2 -m lowlight_cli.cli train --model msrnet --out runs/ddp
     """
-    from .train import TrainConfig, fit
+    from .training.config import TrainConfig
+    from .training.loop import fit
 
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
@@ -402,7 +403,7 @@ def export_cmd(
         require("onnx", "onnxscript")
         check_output(onnx, overwrite=overwrite)  # before a run's export or a model's loading
     if Path(source).is_dir():
-        from .train import export
+        from .training.checkpoints import export
 
         path, sha, toml = export(Path(source))
         out.print(f"exported {path}\nsha256 {sha}\n\n{toml}", highlight=False, markup=False)

@@ -50,7 +50,8 @@ _DATA_HINT = "pass --data-dir DIR (a folder holding eval15/ and our485/, each wi
 
 def validation_stems(root: Path) -> list[str]:
     """The our485 stems that ``lowlight train`` holds out for validation by default (whole scene groups)."""
-    from .train import TrainConfig, read_scenes, split_by_scene
+    from .training.config import TrainConfig
+    from .training.data import read_scenes, split_by_scene
 
     stems = [p.stem for p in find_pairs(root / "our485")]
     defaults = TrainConfig(model="msrnet", out=Path("."))

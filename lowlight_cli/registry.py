@@ -28,7 +28,7 @@ EXPOSURE_MIX = {"mix_identity": 0.1, "mix_global": 0.2, "mix_spatial": 0.2}
 
 @dataclass(frozen=True, kw_only=True)
 class TrainRecipe:
-    """How a model's paper trains it, scaled to what we can afford. Read by ``train.py``.
+    """How a model's paper trains it, scaled to what we can afford. Read by ``training/config.py``.
 
     ``loss`` builds the objective: a module called as ``loss(net, low, high) -> (scalar, parts)``
     so a model with auxiliary outputs (NEID's detail branch) can ask the net for them.
@@ -120,10 +120,17 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def _ensure_loaded() -> None:
+    """Fill the registry on the first lookup by importing the files that register into it.
+
+    Each model file (and baselines.py) imports this module to register its own variants, so that
+    adding a model touches one file; the import back below is the one deliberate edge of that circle.
+    It runs at the first lookup, when both sides are fully imported, and keeps torch out of
+    ``import registry``.
+    """
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import baselines, models  # noqa: F401  (importing registers them)
+        from . import baselines, models  # noqa: F401  the deliberate back-edge: importing registers them
 
 
 def specs(kind: Kind | None = None) -> list[ModelSpec]:

@@ -410,7 +410,7 @@ def test_paired_compares_two_weights_files_image_by_image(cli, lol, tmp_path):
 
 
 def test_split_val_is_the_training_hold_out(tmp_path):
-    from lowlight_cli import train
+    from lowlight_cli.training.data import read_scenes, split_by_scene
 
     root = tmp_path / "lol"
     for i in range(12):
@@ -420,7 +420,7 @@ def test_split_val_is_the_training_hold_out(tmp_path):
     (root / "scenes.csv").write_text("id,scene\n" + "".join(f"{i},{i // 3}\n" for i in range(12)))
     val = evaluate.validation_stems(root)
     stems = [str(i) for i in sorted(range(12))]
-    _, idx = train.split_by_scene(stems, train.read_scenes(root / "scenes.csv"), fraction=0.1, seed=0)
+    _, idx = split_by_scene(stems, read_scenes(root / "scenes.csv"), fraction=0.1, seed=0)
     assert val == [stems[i] for i in idx] and len(val) == 3
     result = evaluate.evaluate(["gamma"], evaluate.resolve_dataset("lol", root, "val"), RunOptions(device="cpu"))
     assert sorted(r["image"] for r in result.rows) == sorted(val)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_cli import registry, train
+from lowlight_cli import registry
 from lowlight_cli.inference import Enhancer, RunOptions
 from lowlight_cli.models.neid import NEID, NEID_COLOR_WEIGHT, NEIDLoss, color_loss, rgb_to_hsv
+from lowlight_cli.training.config import TrainConfig, lr_at, resolve
+from lowlight_cli.training.loop import fit
 
 VARIANTS = ("neid", "neid_paper", "neid_tiny")
 
@@ -150,8 +152,8 @@ def test_color_loss_is_blind_to_a_weaker_prediction_down_to_a_tenth_of_the_targe
 
 
 def test_schedule_drops_tenfold_at_a_quarter_and_a_half(tmp_path):
-    c = train.resolve(train.TrainConfig(model="neid", out=tmp_path, steps=2000))
-    lrs = [train.lr_at(s, c) for s in (0, 499, 500, 999, 1000, 1999)]
+    c = resolve(TrainConfig(model="neid", out=tmp_path, steps=2000))
+    lrs = [lr_at(s, c) for s in (0, 499, 500, 999, 1000, 1999)]
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
 
 
@@ -193,9 +195,9 @@ def test_trainer_runs_neid_with_the_half_size_input(tmp_path: Path):
     rng = np.random.default_rng(0)
     for i in range(4):
         cv2.imwrite(str(photos / f"{i}.png"), rng.integers(40, 220, size=(40, 48, 3), dtype=np.uint8))
-    config = train.TrainConfig(model="neid_tiny", out=tmp_path / "run", synthetic=photos, steps=2, batch=2,
+    config = TrainConfig(model="neid_tiny", out=tmp_path / "run", synthetic=photos, steps=2, batch=2,
                                val_every=2, ckpt_every=2, log_every=1, threads=1, device="cpu", val_fraction=0.3)
-    run = train.fit(config)
+    run = fit(config)
     log = (run / "train.log").read_text()
     assert "huber" in log and "dr_mse" in log and "color" in log
     assert (run / "export" / "neid_tiny-synthetic.safetensors").is_file()

@@ -100,13 +100,13 @@ def test_a_model_name_exports_its_default_weights(cli, exports, tmp_path):
 
 
 def test_a_run_folder_with_onnx_exports_the_weights_it_wrote(cli, exports, tmp_path, monkeypatch):
-    from lowlight_cli import train
+    from lowlight_cli.training import checkpoints
 
     spec = registry.get("msrnet_tiny")
     weights = save_weights_file(spec.create(), spec, tmp_path)
     run = tmp_path / "run"
     run.mkdir()
-    monkeypatch.setattr(train, "export", lambda run_dir: (weights, "0" * 64, "[weights.x]"))
+    monkeypatch.setattr(checkpoints, "export", lambda run_dir: (weights, "0" * 64, "[weights.x]"))
     code, out, _ = cli("export", run, "--onnx", tmp_path / "run.onnx")
     assert code == 0
     assert f"exported {weights}" in out and "[weights.x]" in out

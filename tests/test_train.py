@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_cli import registry, train
+from lowlight_cli import registry
 from lowlight_cli.errors import TrainingError, UsageError, WeightsError
+from lowlight_cli.training.checkpoints import atomic_save, export
+from lowlight_cli.training.config import TrainConfig, lr_at, resolve
+from lowlight_cli.training.data import load_photos, read_scenes, sample_batch, split_by_scene
+from lowlight_cli.training.engine import EngineForward, pick_engine
+from lowlight_cli.training.loop import fit
+from lowlight_cli.training.pairs import WIDE_EXPOSURE, darken, lit_mask
+from lowlight_cli.training.validate import selection_score
 from lowlight_cli.weights import load_state, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,10 +46,10 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def tiny_config(photos: Path, out: Path, **overrides) -> train.TrainConfig:
+def tiny_config(photos: Path, out: Path, **overrides) -> TrainConfig:
     base = dict(model="msrnet_tiny", out=out, synthetic=photos, steps=6, batch=2, patch=16,
                 val_every=3, ckpt_every=3, log_every=3, threads=1, device="cpu", val_fraction=0.3)
-    return train.TrainConfig(**(base | overrides))
+    return TrainConfig(**(base | overrides))
 
 
 # Weights of the run below, recorded at commit 1b7f140 by lowlight_cli/train.py, before it was split into
@@ -63,7 +70,7 @@ def test_a_seeded_run_gives_the_weights_recorded_before_the_split(photos, tmp_pa
 
     config = tiny_config(photos, tmp_path / "run", engine="fp32", lr=0.025, ema=0.5, val_every=2,
                          mix_identity=0.2, mix_global=0.2, mix_spatial=0.3)
-    run = train.fit(dataclasses.replace(config, photos=photos))  # the same folder, also as --photos
+    run = fit(dataclasses.replace(config, photos=photos))  # the same folder, also as --photos
     last = torch.load(run / "last.pt", weights_only=True)
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["step"] == 4 and last["step"] == 6
@@ -94,66 +101,66 @@ def test_log_transform_fixes_zero_and_one():
 
 
 def test_lr_at_is_pure_and_follows_milestones(tmp_path):
-    c = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0,
+    c = resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0,
                                         milestones=(0.5, 0.8), gamma=0.1))
     before = c.to_dict()
-    assert [train.lr_at(s, c) for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert train.lr_at(50, c) == train.lr_at(50, c)
+    assert [lr_at(s, c) for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert lr_at(50, c) == lr_at(50, c)
     assert c.to_dict() == before
-    warm = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0, warmup=4))
-    assert [train.lr_at(s, warm) for s in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    warm = resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, steps=100, lr=1.0, warmup=4))
+    assert [lr_at(s, warm) for s in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
 
 
 def test_validation_holds_out_whole_scene_groups(tmp_path):
     stems = [str(i) for i in range(40)]
     scenes_csv = tmp_path / "scenes.csv"
     scenes_csv.write_text("id,scene\n" + "".join(f"{i},{i // 3}\n" for i in range(40)))
-    scenes = train.read_scenes(scenes_csv)
-    tr, va = train.split_by_scene(stems, scenes, fraction=0.1, seed=0)
+    scenes = read_scenes(scenes_csv)
+    tr, va = split_by_scene(stems, scenes, fraction=0.1, seed=0)
     assert sorted(tr + va) == list(range(40))
     assert {scenes[stems[i]] for i in tr}.isdisjoint({scenes[stems[i]] for i in va})
     assert len({scenes[stems[i]] for i in va}) == 2  # ceil(0.1 * 14 groups)
-    assert train.split_by_scene(stems, scenes, fraction=0.1, seed=0) == (tr, va)
+    assert split_by_scene(stems, scenes, fraction=0.1, seed=0) == (tr, va)
 
 
 def test_darken_is_seeded_and_darker():
     rgb = np.random.default_rng(1).uniform(0.3, 0.9, size=(32, 32, 3)).astype(np.float32)
-    a = train.darken(rgb, np.random.default_rng(5))
-    b = train.darken(rgb, np.random.default_rng(5))
-    c = train.darken(rgb, np.random.default_rng(6))
+    a = darken(rgb, np.random.default_rng(5))
+    b = darken(rgb, np.random.default_rng(5))
+    c = darken(rgb, np.random.default_rng(6))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.dtype == np.float32 and a.shape == rgb.shape and 0 <= a.min() and a.max() <= 1
     assert a.mean() < 0.6 * rgb.mean()
 
 
 def test_sample_batch_downscales_the_input_only(photos):
-    images = train.load_photos(photos)
-    low, high = train.sample_batch(images, np.random.default_rng(0), batch=3, patch=8, downscale=2)
+    images = load_photos(photos)
+    low, high = sample_batch(images, np.random.default_rng(0), batch=3, patch=8, downscale=2)
     assert low.shape == (3, 3, 8, 8) and high.shape == (3, 3, 16, 16)
     assert low.dtype == high.dtype == torch.float32
 
 
 def _full_and_killed_then_resumed(photos, tmp_path, monkeypatch, **overrides) -> tuple[dict, dict]:
     """``last.pt`` of a whole run and of the same run killed after its step-3 checkpoint and resumed."""
-    full = train.fit(tiny_config(photos, tmp_path / "full", **overrides))
+    full = fit(tiny_config(photos, tmp_path / "full", **overrides))
 
     class Killed(Exception):
         pass
 
-    save = train.atomic_save
+    save = atomic_save
 
     def save_then_die(obj, path):
         save(obj, path)
         if path.name == "last.pt" and obj["step"] == 3:
             raise Killed
 
-    monkeypatch.setattr(train, "atomic_save", save_then_die)
+    monkeypatch.setattr("lowlight_cli.training.checkpoints.atomic_save", save_then_die)
     with pytest.raises(Killed):
-        train.fit(tiny_config(photos, tmp_path / "cut", **overrides))
-    monkeypatch.setattr(train, "atomic_save", save)
+        fit(tiny_config(photos, tmp_path / "cut", **overrides))
+    monkeypatch.setattr("lowlight_cli.training.checkpoints.atomic_save", save)
     with pytest.raises(UsageError):  # an existing run is never silently overwritten
-        train.fit(tiny_config(photos, tmp_path / "cut", **overrides))
-    train.fit(tiny_config(photos, tmp_path / "cut", resume=True, **overrides))
+        fit(tiny_config(photos, tmp_path / "cut", **overrides))
+    fit(tiny_config(photos, tmp_path / "cut", resume=True, **overrides))
     return (torch.load(full / "last.pt", weights_only=True), torch.load(tmp_path / "cut" / "last.pt", weights_only=True))
 
 
@@ -168,22 +175,22 @@ def test_resume_is_bit_identical(photos, tmp_path, monkeypatch):
 
 
 def test_resume_may_change_steps_only_before_the_first_milestone(photos, tmp_path, monkeypatch):
-    save = train.atomic_save
+    save = atomic_save
 
     def save_then_die(obj, path):
         save(obj, path)
         if path.name == "last.pt" and obj["step"] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "atomic_save", save_then_die)
+    monkeypatch.setattr("lowlight_cli.training.checkpoints.atomic_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train.fit(tiny_config(photos, tmp_path / "run", steps=12))  # tiny recipe: one milestone at 0.5
-    monkeypatch.setattr(train, "atomic_save", save)
+        fit(tiny_config(photos, tmp_path / "run", steps=12))  # tiny recipe: one milestone at 0.5
+    monkeypatch.setattr("lowlight_cli.training.checkpoints.atomic_save", save)
     with pytest.raises(UsageError, match="learning rates already used"):
-        train.fit(tiny_config(photos, tmp_path / "run", steps=4, resume=True))  # milestone would move to 2
-    train.fit(tiny_config(photos, tmp_path / "run", steps=8, resume=True))  # milestone moves from 6 to 4
+        fit(tiny_config(photos, tmp_path / "run", steps=4, resume=True))  # milestone would move to 2
+    fit(tiny_config(photos, tmp_path / "run", steps=8, resume=True))  # milestone moves from 6 to 4
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 8
-    short = train.fit(tiny_config(photos, tmp_path / "fresh", steps=8))
+    short = fit(tiny_config(photos, tmp_path / "fresh", steps=8))
     a = torch.load(short / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -205,24 +212,24 @@ def _grad_norms_at_step(monkeypatch) -> list[float]:
 
 def test_clip_grad_bounds_the_gradient_the_optimizer_sees(photos, tmp_path, monkeypatch):
     free = _grad_norms_at_step(monkeypatch)
-    train.fit(tiny_config(photos, tmp_path / "free", clip_grad=0.0))
+    fit(tiny_config(photos, tmp_path / "free", clip_grad=0.0))
     clip = min(free) / 2  # below every unclipped norm, so clipping must act on every step
     clipped = _grad_norms_at_step(monkeypatch)
-    run = train.fit(tiny_config(photos, tmp_path / "clipped", clip_grad=clip))
+    run = fit(tiny_config(photos, tmp_path / "clipped", clip_grad=clip))
     assert len(clipped) == 6 and max(clipped) <= clip * (1 + 1e-5)
     assert "gnorm" in (run / "train.log").read_text()
     with pytest.raises(UsageError, match="clip_grad"):
-        train.fit(tiny_config(photos, tmp_path / "bad", clip_grad=-1.0))
+        fit(tiny_config(photos, tmp_path / "bad", clip_grad=-1.0))
 
 
 def test_runs_saved_before_clipping_resume_without_it():
     old = tiny_config(Path("p"), Path("o")).to_dict()
     del old["clip_grad"]
-    assert train.TrainConfig.from_dict(old).clip_grad == 0.0
+    assert TrainConfig.from_dict(old).clip_grad == 0.0
 
 
 def test_non_finite_batches_are_skipped_and_a_diverged_run_stops(photos, tmp_path, monkeypatch):
-    sample = train.sample_batch
+    sample = sample_batch
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -230,21 +237,21 @@ def test_non_finite_batches_are_skipped_and_a_diverged_run_stops(photos, tmp_pat
         low, high = sample(*args, **kwargs)
         return (low * float("nan"), high) if calls["n"] == 2 else (low, high)
 
-    monkeypatch.setattr(train, "sample_batch", poisoned)
-    run = train.fit(tiny_config(photos, tmp_path / "one"))
+    monkeypatch.setattr("lowlight_cli.training.loop.sample_batch", poisoned)
+    run = fit(tiny_config(photos, tmp_path / "one"))
     last = torch.load(run / "last.pt", weights_only=True)
     assert last["step"] == 6 and calls["n"] == 7
     assert all(torch.isfinite(v).all() for v in last["model"].values())
     assert "step 2 skipped" in (run / "train.log").read_text()
 
-    monkeypatch.setattr(train, "sample_batch", lambda *a, **k: tuple(t * float("nan") for t in sample(*a, **k)))
+    monkeypatch.setattr("lowlight_cli.training.loop.sample_batch", lambda *a, **k: tuple(t * float("nan") for t in sample(*a, **k)))
     with pytest.raises(TrainingError, match="diverged"):
-        train.fit(tiny_config(photos, tmp_path / "all"))
+        fit(tiny_config(photos, tmp_path / "all"))
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "last.pt"
-    train.atomic_save({"step": 1}, target)
+    atomic_save({"step": 1}, target)
 
     def broken_save(obj, f):
         Path(f).write_bytes(b"half a checkpoint")
@@ -252,16 +259,16 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
-        train.atomic_save({"step": 2}, target)
+        atomic_save({"step": 2}, target)
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
-    run = train.fit(tiny_config(photos, tmp_path / "run", steps=3))
+    run = fit(tiny_config(photos, tmp_path / "run", steps=3))
     for name in ("config.json", "train.log", "last.pt", "best.pt"):
         assert (run / name).is_file()
-    path, sha, text = train.export(run)
+    path, sha, text = export(run)
     assert path == run / "export" / "msrnet_tiny-synthetic.safetensors"
     assert sha256_file(path) == sha
     entry = tomllib.loads(text)["weights"]["msrnet_tiny.synthetic"]
@@ -273,38 +280,38 @@ def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
 
 
 def test_init_starts_from_a_weights_file_and_says_so(photos, tmp_path):
-    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", steps=3)))
+    base, _, _ = export(fit(tiny_config(photos, tmp_path / "base", steps=3)))
     # Adam moves each weight by about lr per step whatever the gradient, so at lr 1e-9 the
     # fine-tuned weights stay within 1e-8 of their start: the file's with --init, random without.
-    tuned = train.fit(tiny_config(photos, tmp_path / "tuned", steps=3, lr=1e-9, init=base))
-    fresh = train.fit(tiny_config(photos, tmp_path / "fresh", steps=3, lr=1e-9))
+    tuned = fit(tiny_config(photos, tmp_path / "tuned", steps=3, lr=1e-9, init=base))
+    fresh = fit(tiny_config(photos, tmp_path / "fresh", steps=3, lr=1e-9))
     start = load_state(base, None)[0]
     for run, close in ((tuned, True), (fresh, False)):
         state = torch.load(run / "best.pt", weights_only=True)["model"]
         assert all(torch.allclose(state[k], v, atol=1e-8) for k, v in start.items()) is close
-    _, _, text = train.export(tuned)
+    _, _, text = export(tuned)
     assert f"--init {base} " in tomllib.loads(text)["weights"]["msrnet_tiny.synthetic"]["train_command"]
     assert json.loads((tuned / "config.json").read_text())["init_sha256"] == sha256_file(base)
 
 
 def test_train_only_the_gate_leaves_the_rest_of_the_init_file_as_it_was(photos, tmp_path):
-    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", model="mirnet_tiny", steps=3)))
-    run = train.fit(tiny_config(photos, tmp_path / "gate", model="mirnet_tiny", init=base, train_only="gate", lr=1e-2))
+    base, _, _ = export(fit(tiny_config(photos, tmp_path / "base", model="mirnet_tiny", steps=3)))
+    run = fit(tiny_config(photos, tmp_path / "gate", model="mirnet_tiny", init=base, train_only="gate", lr=1e-2))
     start, tuned = load_state(base, None)[0], torch.load(run / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(tuned[k], v) for k, v in start.items() if not k.startswith("gate."))
     assert any(not torch.equal(tuned[k], start[k]) for k in start if k.startswith("gate."))
-    _, _, text = train.export(run)
+    _, _, text = export(run)
     assert "--train-only gate" in next(iter(tomllib.loads(text)["weights"].values()))["train_command"]
     with pytest.raises(UsageError, match="no parameter of mirnet_tiny starts with it"):
-        train.fit(tiny_config(photos, tmp_path / "typo", model="mirnet_tiny", init=base, train_only="gates"))
+        fit(tiny_config(photos, tmp_path / "typo", model="mirnet_tiny", init=base, train_only="gates"))
     with pytest.raises(UsageError, match="would stay random"):
-        train.fit(tiny_config(photos, tmp_path / "random", model="mirnet_tiny", train_only="gate"))
+        fit(tiny_config(photos, tmp_path / "random", model="mirnet_tiny", train_only="gate"))
 
 
 def test_init_with_another_architecture_is_refused(photos, tmp_path):
-    base, _, _ = train.export(train.fit(tiny_config(photos, tmp_path / "base", steps=3)))
+    base, _, _ = export(fit(tiny_config(photos, tmp_path / "base", steps=3)))
     with pytest.raises(WeightsError, match="holds weights for 'msrnet_tiny', not 'mirnet_tiny'"):
-        train.fit(tiny_config(photos, tmp_path / "other", model="mirnet_tiny", init=base))
+        fit(tiny_config(photos, tmp_path / "other", model="mirnet_tiny", init=base))
 
 
 def test_ddp_two_cpu_processes(photos, tmp_path):
@@ -323,57 +330,57 @@ def test_ddp_two_cpu_processes(photos, tmp_path):
 
 
 def test_cosine_schedule_is_pure_warms_up_and_ends_at_lr_times_gamma(tmp_path):
-    c = train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, steps=102, lr=1.0, gamma=0.01,
+    c = resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, steps=102, lr=1.0, gamma=0.01,
                                         schedule="cosine", warmup=1))
-    lrs = [train.lr_at(s, c) for s in range(102)]
+    lrs = [lr_at(s, c) for s in range(102)]
     assert lrs[0] == pytest.approx(1.0) and lrs[1] == pytest.approx(1.0)
     assert lrs[-1] == pytest.approx(0.01) and lrs[51] == pytest.approx(0.505)
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))  # monotone after warm-up
-    assert lrs == [train.lr_at(s, c) for s in range(102)]
+    assert lrs == [lr_at(s, c) for s in range(102)]
     with pytest.raises(UsageError):
-        train.resolve(train.TrainConfig(model="msrnet_tiny", out=tmp_path, schedule="linear"))
+        resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, schedule="linear"))
 
 
 def test_spatial_darkening_keeps_the_lit_part_lit():
     rgb = np.full((64, 64, 3), 0.6, np.float32)
     rng = np.random.default_rng(3)
-    mask = train.lit_mask(64, 64, np.random.default_rng(3))
-    out = train.darken(rgb, rng, spatial=True)
+    mask = lit_mask(64, 64, np.random.default_rng(3))
+    out = darken(rgb, rng, spatial=True)
     lit, dark = mask[..., 0] > 0.9, mask[..., 0] < 0.1
     assert lit.any() and dark.any()
     assert out[lit].mean() > 2 * out[dark].mean()  # a lamp stays brighter than its dark surround
-    assert np.array_equal(out, train.darken(rgb, np.random.default_rng(3), spatial=True))
-    wide = [train.darken(rgb, np.random.default_rng(s), exposure=train.WIDE_EXPOSURE).mean() for s in range(40)]
+    assert np.array_equal(out, darken(rgb, np.random.default_rng(3), spatial=True))
+    wide = [darken(rgb, np.random.default_rng(s), exposure=WIDE_EXPOSURE).mean() for s in range(40)]
     assert min(wide) < 0.25 and max(wide) > 0.45  # from LOL-dark to nearly unchanged
 
 
 def test_mixture_fractions_shape_the_batch(photos, tmp_path):
-    images = train.load_photos(photos)
+    images = load_photos(photos)
     ident = {"identity": 1.0, "global": 0.0, "spatial": 0.0, "lol": 0.0}
-    low, high = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=ident)
+    low, high = sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=ident)
     assert torch.equal(low, high)
     lol_only = {"identity": 0.0, "global": 0.0, "spatial": 0.0, "lol": 1.0}
-    a = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=lol_only)
-    b = train.sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1)
+    a = sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1, mixture=lol_only)
+    b = sample_batch(images, np.random.default_rng(0), batch=4, patch=8, downscale=1)
     assert all(torch.equal(x, y) for x, y in zip(a, b))  # an all-LOL mixture draws nothing extra
     with pytest.raises(UsageError):
-        train.resolve(tiny_config(photos, tmp_path, mix_identity=0.6, mix_global=0.6))
+        resolve(tiny_config(photos, tmp_path, mix_identity=0.6, mix_global=0.6))
 
 
 def test_selection_score_caps_identity_and_uses_every_set():
-    assert train.selection_score({"lol": 20.0}) == 20.0
-    assert train.selection_score({"lol": 20.0, "identity": 50.0, "mixed": 23.0}) == pytest.approx((20 + 32 + 23) / 3)
-    assert train.selection_score({"lol": 20.0, "identity": 20.0, "mixed": 20.0}) == pytest.approx(20.0)
+    assert selection_score({"lol": 20.0}) == 20.0
+    assert selection_score({"lol": 20.0, "identity": 50.0, "mixed": 23.0}) == pytest.approx((20 + 32 + 23) / 3)
+    assert selection_score({"lol": 20.0, "identity": 20.0, "mixed": 20.0}) == pytest.approx(20.0)
 
 
 def test_mixture_run_validates_identity_and_mixed_and_records_them(photos, tmp_path):
-    run = train.fit(tiny_config(photos, tmp_path / "mix", mix_identity=0.3, mix_spatial=0.3, ema=0.5))
+    run = fit(tiny_config(photos, tmp_path / "mix", mix_identity=0.3, mix_spatial=0.3, ema=0.5))
     log = (run / "train.log").read_text()
     assert " identity " in log and " mixed " in log and " score " in log
     best = torch.load(run / "best.pt", weights_only=True)
     assert set(best["val"]) == {"lol", "identity", "mixed"}
     assert "ema" in torch.load(run / "last.pt", weights_only=True)
-    path, _, toml = train.export(run)
+    path, _, toml = export(run)
     assert path.name == "msrnet_tiny-mix.safetensors"
     assert list(tomllib.loads(toml)["weights"]) == ["msrnet_tiny.mix"]
     entry = next(iter(tomllib.loads(toml)["weights"].values()))
@@ -391,13 +398,13 @@ def test_ema_run_resumes_bit_identical(photos, tmp_path, monkeypatch):
 
 def test_engine_auto_falls_back_and_bf16_needs_native_support(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train, "cpu_features", lambda: {"avx2"})
-    assert train.pick_engine("auto", cpu) == "channels_last"
+    monkeypatch.setattr("lowlight_cli.training.engine.cpu_features", lambda: {"avx2"})
+    assert pick_engine("auto", cpu) == "channels_last"
     with pytest.raises(UsageError):
-        train.pick_engine("bf16", cpu)
-    assert train.pick_engine("auto", torch.device("cuda")) == "fp32"
-    monkeypatch.setattr(train, "cpu_features", lambda: {"avx2", "avx512_bf16"})
-    assert train.pick_engine("auto", cpu) == "bf16"
+        pick_engine("bf16", cpu)
+    assert pick_engine("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr("lowlight_cli.training.engine.cpu_features", lambda: {"avx2", "avx512_bf16"})
+    assert pick_engine("auto", cpu) == "bf16"
 
 
 @pytest.mark.parametrize("engine", ["fp32", "channels_last", "bf16"])
@@ -409,7 +416,7 @@ def test_every_engine_gives_the_fp32_gradient(engine):
     grads = []
     for e in ("fp32", engine):
         net.zero_grad()
-        loss, _ = spec.recipe.loss()(train.EngineForward(net, e), x, y)
+        loss, _ = spec.recipe.loss()(EngineForward(net, e), x, y)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert all(p.dtype == torch.float32 for p in net.parameters())

@@ -88,7 +88,7 @@ class MSELoss(nn.Module):
 
     Called as ``loss(net, low, high) -> (scalar, {"mse": detached scalar})``. The paper's
     ``lambda * sum ||W||^2`` term is not here: the trainer applies it as Adam weight decay on
-    conv weights only (see ``train.py``), so every model's loss keeps the same call shape.
+    conv weights only (see ``training/loop.py``), so every model's loss keeps the same call shape.
     """
 
     def forward(self, net: nn.Module, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,0 +1,194 @@
+"""The training data: images decoded into memory, the split by scene, and random batches.
+
+Batches are cropped from uint8 images held in memory by one seeded ``numpy.random.Generator`` per
+rank, in the main process (no DataLoader workers): cropping is cheap next to the network, and a single
+generator whose state goes into the checkpoint makes a resumed run bit-identical to an uninterrupted one.
+The dataset layouts themselves (LOL's ``low/`` and ``high/``) are read by :mod:`lowlight_cli.data`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..data import IMAGE_SUFFIXES, default_lol_roots, find_pairs
+from ..errors import DatasetError, UsageError
+from ..inference import downscale as _downscale
+from .config import TrainConfig
+from .pairs import pick_kind, synthesize
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB. Raises DatasetError when the file cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"cannot decode {path}", "remove or replace the file")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class Images:
+    """Decoded images kept in memory: ``high[i]`` always; ``low[i]`` for real pairs, None for synthetic."""
+
+    stems: list[str]
+    high: list[np.ndarray]
+    low: list[np.ndarray] | None
+
+    def subset(self, idx: list[int]) -> Images:
+        return Images([self.stems[i] for i in idx], [self.high[i] for i in idx],
+                      None if self.low is None else [self.low[i] for i in idx])
+
+
+def _decode_all(paths: list[Path]) -> list[np.ndarray]:
+    # cv2 releases the GIL while decoding, so two threads halve the start-up wait.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(read_rgb, paths))
+
+
+def load_lol(root: Path) -> Images:
+    pairs = find_pairs(root / "our485")
+    return Images([p.stem for p in pairs], _decode_all([p.high for p in pairs]), _decode_all([p.low for p in pairs]))
+
+
+def load_photos(folder: Path) -> Images:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder", "--synthetic takes a folder of normal-light photos")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 2:
+        raise DatasetError(f"{folder} holds {len(paths)} images", "synthetic training needs at least 2 (train + validation)")
+    # Stems are paths below the folder, so kodak/01 and city/01 stay apart.
+    return Images([p.relative_to(folder).with_suffix("").as_posix() for p in paths], _decode_all(paths), None)
+
+
+def read_scenes(path: Path) -> dict[str, str]:
+    """``id -> scene`` from a ``scenes.csv`` with columns ``id,scene``; empty when the file is absent."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["id"]: row["scene"] for row in csv.DictReader(f)}
+
+
+def split_by_scene(stems: list[str], scenes: dict[str, str], *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)``: a seeded choice of ``ceil(fraction * groups)`` whole scene groups is held out.
+
+    Near-identical shots of one scene would leak between a random split's halves, so whole groups
+    move together. Stems missing from ``scenes`` form a group of their own.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(stems):
+        groups.setdefault(scenes.get(s, f"stem:{s}"), []).append(i)
+    names = sorted(groups)
+    n_val = min(len(names) - 1, max(1, math.ceil(fraction * len(names))))
+    if n_val < 1:
+        raise DatasetError("a validation split needs at least two scene groups", "add images or scenes")
+    order = np.random.default_rng(seed).permutation(len(names))
+    val_groups = {names[i] for i in order[:n_val]}
+    train = [i for g in names if g not in val_groups for i in groups[g]]
+    val = [i for g in names if g in val_groups for i in groups[g]]
+    return sorted(train), sorted(val)
+
+
+@dataclass
+class Split:
+    """A run's images: what it trains on and what it holds out (whole scene groups) for validation.
+
+    ``train``, ``val``: the LOL pairs (or the ``--synthetic`` photos); ``photos``, ``val_photos``: the
+    ``--photos`` folder's, None without one.
+    """
+
+    train: Images
+    val: Images
+    photos: Images | None
+    val_photos: Images | None
+
+    def val_stems(self) -> list[str]:
+        return self.val.stems + ([f"photos/{s}" for s in self.val_photos.stems] if self.val_photos is not None else [])
+
+
+def load_split(config: TrainConfig) -> Split:
+    """Decode the images ``config`` names (kept in memory as uint8) and split each set by scene."""
+    if config.synthetic is not None:
+        images = load_photos(Path(config.synthetic))
+        scenes = read_scenes(Path(config.synthetic) / "scenes.csv")
+    else:
+        root = _lol_root(config)
+        images = load_lol(root)
+        scenes = read_scenes(root / "scenes.csv")
+    train_idx, val_idx = split_by_scene(images.stems, scenes, fraction=config.val_fraction, seed=config.split_seed)
+    photos = val_photos = None
+    if config.photos is not None:
+        photos_all = load_photos(Path(config.photos))
+        p_train, p_val = split_by_scene(photos_all.stems, {}, fraction=config.val_fraction, seed=config.split_seed)
+        photos, val_photos = photos_all.subset(p_train), photos_all.subset(p_val)
+    return Split(images.subset(train_idx), images.subset(val_idx), photos, val_photos)
+
+
+def _lol_root(config: TrainConfig) -> Path:
+    if config.dataset != "lol":
+        raise UsageError(f"unknown dataset {config.dataset!r}", "use --dataset lol, or --synthetic DIR for your own photos")
+    candidates = [Path(config.data_dir)] if config.data_dir is not None else default_lol_roots()
+    for root in candidates:
+        if (root / "our485").is_dir():
+            return root
+    raise DatasetError(
+        f"no LOL training split (our485/) in {', '.join(map(str, candidates))}",
+        "pass --data-dir pointing at the folder that holds our485/ and scenes.csv",
+    )
+
+
+def to_float(a: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1]; float arrays pass unchanged."""
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a
+
+
+def _dihedral(a: np.ndarray, rot: int, flip: int) -> np.ndarray:
+    a = np.rot90(a, rot)
+    return a[:, ::-1] if flip else a
+
+
+def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
+
+
+def sample_batch(
+    images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int,
+    mixture: dict[str, float] | None = None, photos: Images | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random batch: ``low (B, 3, patch, patch)`` and ``high (B, 3, patch*k, patch*k)``, float in [0, 1].
+
+    Each item: its kind drawn from ``mixture`` (see :meth:`TrainConfig.mixture`; a real pair when
+    absent), an image drawn uniformly (with replacement; synthetic kinds draw from ``images`` and
+    ``photos`` together), a random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the
+    input of a synthetic pair made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a
+    bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
+    """
+    crop = patch * downscale
+    pool = images.high + (photos.high if photos is not None else [])
+    stems = images.stems + (photos.stems if photos is not None else [])
+    lows, highs = [], []
+    for _ in range(batch):
+        kind = pick_kind(mixture, rng)
+        real = kind == "lol" and images.low is not None
+        i = int(rng.integers(len(images.high) if real else len(pool)))
+        h, w = pool[i].shape[:2]
+        if h < crop or w < crop:
+            raise DatasetError(f"image {stems[i]} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
+        y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        rot, flip = int(rng.integers(4)), int(rng.integers(2))
+        high = to_float(_dihedral(pool[i][y : y + crop, x : x + crop], rot, flip))
+        if real:
+            low = to_float(_dihedral(images.low[i][y : y + crop, x : x + crop], rot, flip))
+        else:
+            low = synthesize(high, kind, rng)
+        if downscale > 1:
+            low = _downscale(low, downscale)
+        lows.append(np.ascontiguousarray(low))
+        highs.append(np.ascontiguousarray(high))
+    return _to_tensor(lows), _to_tensor(highs)

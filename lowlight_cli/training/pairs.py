@@ -1,0 +1,99 @@
+"""Synthetic exposure pairs: a low-light input made from a normal-light image, which is the target.
+
+The darkening model (:func:`darken`) works in approximately linear light (``rgb ** 2.2``), where a
+shorter exposure is a gain ``k`` and noise behaves like a sensor's: the light is scaled by ``k``
+(LOL-dark: 1/50 to 1/5), Poisson shot noise and Gaussian read noise are added, and a random tone
+curve and 8-bit quantization bring it back to a camera file. With ``spatial``, ``k`` is a map that
+stays high where :func:`lit_mask` (lamps, lit subjects, a sky) is 1.
+
+A batch mixes kinds of pair (:func:`synthesize`, drawn by :func:`pick_kind`): ``identity`` (a
+well-exposed image is its own input), ``global`` (one exposure from LOL-dark to unchanged),
+``spatial`` (lamps and skies stay lit) and ``lol`` (LOL-dark, or the real LOL input where there is one).
+
+Plain numpy on ``(H, W, 3)`` float32 arrays in [0, 1]; every random number comes from the
+``numpy.random.Generator`` passed in, so the same generator state gives the same pair. Example::
+
+    rng = np.random.default_rng(0)
+    low = darken(high, rng, spatial=True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOL_EXPOSURE = (0.02, 0.2)   # LOL-dark: 1/50 to 1/5 of the light
+WIDE_EXPOSURE = (0.02, 1.0)  # from LOL-dark to unchanged
+LIT_EXPOSURE = (0.5, 1.0)    # the lit part of a spatially varying exposure
+
+
+def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth ``(H, W, 1)`` float32 mask in [0, 1]: 1 where a scene is lit, 0 where it is dark.
+
+    One to three lamps or lit subjects (Gaussian blobs of 5-40 % of the short side) and, half the
+    time, a lit sky: a soft horizontal edge with the bright side up. Every draw comes from ``rng``.
+    """
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    side = float(min(h, w))
+    mask = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.05, 0.4) * side
+        mask = np.maximum(mask, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)))
+    if rng.random() < 0.5:
+        horizon, soft = rng.uniform(0.2, 0.8) * h, rng.uniform(0.02, 0.2) * h
+        mask = np.maximum(mask, 1.0 / (1.0 + np.exp((yy - horizon) / soft)))
+    return mask[..., None]
+
+
+def darken(
+    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
+) -> np.ndarray:
+    """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
+
+    The model, applied in (approximately) linear light so that noise behaves like a sensor's:
+
+    1. linearize: ``L = rgb ** 2.2``;
+    2. exposure: ``E = L * k`` with ``k`` log-uniform in ``exposure`` (default [0.02, 0.2], 1/50 to 1/5
+       of the light); with ``spatial``, ``k`` is a map that rises (log-linearly) from that value in the
+       dark to one log-uniform in [0.5, 1] where :func:`lit_mask` is 1: a lamp or a sky stays lit;
+    3. Poisson-Gaussian noise: ``N = Poisson(E * P) / P + Normal(0, s)`` with ``P`` (photons at full
+       scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01];
+    4. back to display with a random tone curve: ``clip(N, 0, 1) ** (1 / g)``, ``g`` uniform in [1.8, 2.6];
+    5. quantize to 8 bits, as a camera file would be.
+
+    Every random number comes from ``rng``, so the same generator state gives the same image.
+    """
+    k = math.exp(rng.uniform(math.log(exposure[0]), math.log(exposure[1])))
+    photons = math.exp(rng.uniform(math.log(300.0), math.log(3000.0)))
+    read = rng.uniform(0.001, 0.01)
+    g = rng.uniform(1.8, 2.6)
+    if spatial:
+        lit = math.exp(rng.uniform(math.log(LIT_EXPOSURE[0]), math.log(LIT_EXPOSURE[1])))
+        m = lit_mask(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
+        k = np.exp(math.log(k) + m * (math.log(max(lit, k)) - math.log(k)))
+    linear = np.power(rgb.astype(np.float64), 2.2) * k
+    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
+    out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
+    return (np.round(out * 255.0) / 255.0).astype(np.float32)
+
+
+def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The input of a synthetic pair of ``kind`` (``identity``, ``global``, ``spatial``, ``lol``) for ``high``."""
+    if kind == "identity":
+        return high
+    if kind == "global":
+        return darken(high, rng, exposure=WIDE_EXPOSURE)
+    return darken(high, rng, spatial=kind == "spatial")
+
+
+def pick_kind(mixture: dict[str, float] | None, rng: np.random.Generator) -> str:
+    """A kind of pair drawn with the probabilities of ``mixture`` (see :meth:`TrainConfig.mixture`)."""
+    if not mixture or mixture["lol"] >= 1.0:
+        return "lol"  # no draw: LOL-only runs keep the batches they always had
+    u, edge = rng.random(), 0.0
+    for kind in ("identity", "global", "spatial"):
+        edge += mixture[kind]
+        if u < edge:
+            return kind
+    return "lol"
