@@ -558,15 +558,16 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def check_writable_folder(folder: Path) -> None:
+def check_writable_folder(folder: Path, *, option: str = "-o") -> None:
     """OutputError unless a file can be created in ``folder`` or, when it does not exist yet, in its
     nearest existing parent (where its sub-folders will be made). Creates and removes one hidden probe
-    file, which is the only test that sees read-only mounts, ACLs and root-squashed network shares alike."""
+    file, which is the only test that sees read-only mounts, ACLs and root-squashed network shares alike.
+    ``option``: the command-line option that named the folder, for the hint."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"cannot make the output folder {folder}: {existing} is a file", "choose another -o")
+        raise OutputError(f"cannot make the output folder {folder}: {existing} is a file", f"choose another {option}")
     probe = _temporary_beside(existing / "probe")
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -574,7 +575,7 @@ def check_writable_folder(folder: Path) -> None:
         where = f"the output folder {folder}" if existing == folder else f"{existing} to make the output folder {folder}"
         raise OutputError(
             f"cannot write into {where}: {e.strerror or e}",
-            "choose a writable -o folder (check permissions, a read-only mount, free space)",
+            f"choose a writable {option} folder (check permissions, a read-only mount, free space)",
         ) from e
     with contextlib.suppress(OSError):
         probe.unlink()

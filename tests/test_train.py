@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lowlight_cli import registry
-from lowlight_cli.errors import TrainingError, UsageError, WeightsError
+from lowlight_cli.errors import OutputError, TrainingError, UsageError, WeightsError
 from lowlight_cli.training.checkpoints import atomic_save, export
 from lowlight_cli.training.config import TrainConfig, lr_at, resolve
 from lowlight_cli.training.data import load_photos, read_scenes, sample_batch, split_by_scene
@@ -254,14 +254,53 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     atomic_save({"step": 1}, target)
 
     def broken_save(obj, f):
-        Path(f).write_bytes(b"half a checkpoint")
-        raise OSError("disk full")
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No space left on device"):  # one Error: line, not a traceback
         atomic_save({"step": 2}, target)
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_run_files_are_made_with_the_usual_mode_and_export_is_byte_reproducible(photos, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run = fit(tiny_config(photos, tmp_path / "run", steps=3))
+        path, sha, _ = export(run)
+    finally:
+        os.umask(old)
+    for name in ("last.pt", "best.pt", "config.json", "train.log", "export/msrnet_tiny-synthetic.safetensors"):
+        assert (run / name).stat().st_mode & 0o777 == 0o644, name  # tempfile.mkstemp made 0600
+    first = path.read_bytes()
+    for _ in range(3):
+        assert export(run)[1] == sha and path.read_bytes() == first
+
+
+def test_a_read_only_out_is_one_error_line_before_any_work(cli, photos, tmp_path, read_only, monkeypatch):
+    monkeypatch.setattr("lowlight_cli.training.loop._load_data", lambda *a, **k: pytest.fail("images were loaded"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    read_only(ro)
+    for out, where in ((ro, f"the output folder {ro}"), (ro / "run", f"{ro} to make the output folder {ro / 'run'}")):
+        code, _, err = cli("train", "--model", "msrnet_tiny", "--synthetic", photos, "--out", out, "--device", "cpu")
+        assert code == 1 and "Traceback" not in err
+        errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+        assert errors == [f"Error: cannot write into {where}: Read-only file system"]
+        assert "Hint: choose a writable --out folder" in err
+
+
+def test_resume_refuses_options_that_differ_from_the_run(photos, tmp_path, cli):
+    run = fit(tiny_config(photos, tmp_path / "run", steps=3))
+    with pytest.raises(UsageError, match=r"--model mirnet_tiny \(the run's: msrnet_tiny\)"):
+        fit(tiny_config(photos, run, model="mirnet_tiny", resume=True))
+    with pytest.raises(UsageError, match=r"--batch 4 \(the run's: 2\), --lr 0.5 \(the run's: 0.001\)"):
+        fit(tiny_config(photos, run, lr=0.5, batch=4, resume=True))
+    before = (run / "last.pt").read_bytes()
+    code, _, err = cli("train", "--model", "mirnet_tiny", "--synthetic", photos, "--out", run, "--resume", "--device", "cpu")
+    assert code == 2 and "Traceback" not in err and "--model mirnet_tiny (the run's: msrnet_tiny)" in err
+    assert (run / "last.pt").read_bytes() == before
 
 
 def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from torch import nn
 
 from .. import registry
 from ..errors import UsageError
+from ..images import atomic_file, write_atomic
 from ..weights import save_weights
 from .config import TrainConfig, cli_command
 from .engine import Ranks
@@ -52,15 +51,10 @@ class TrainState:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: never a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` through :func:`images.atomic_file`: never a partial file, the usual file mode, and a
+    failed write (a full disk) one OutputError."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -108,7 +102,7 @@ def write_config_json(run_dir: Path, meta: dict[str, Any], *, step: int) -> None
         first.setdefault("resumed", []).append({"step": step, "command": meta["command"], "hardware": meta["hardware"]})
         first["train_config"] = meta["train_config"]
         meta = first
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 class RunLog:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from .. import registry
 from ..errors import UsageError
 
@@ -154,27 +152,32 @@ def lr_at(step: int, config: TrainConfig) -> float:
 def resume_config(given: TrainConfig, saved: TrainConfig, *, done: int) -> TrainConfig:
     """The config a resumed run continues with, ``done`` steps in: the saved one, since changing ``lr`` or
     the data mid-run would change the run. Where and on what to run (``out``, ``device``, ``threads``,
-    ``engine``) come from ``given``, and so may ``steps`` (see :func:`_with_steps`)."""
-    _warn_ignored(given, saved)
+    ``engine``) come from ``given``, and so may ``steps`` (see :func:`_with_steps`); any other option
+    given that differs from the run's, ``model`` included, is a UsageError (see :func:`_refuse_conflicts`)."""
+    _refuse_conflicts(given, saved)
     if given.steps is not None and given.steps != saved.steps:
         saved = _with_steps(saved, given.steps, done=done)
     return dataclasses.replace(saved, resume=True, out=given.out, device=given.device, threads=given.threads,
                                engine=given.engine)
 
 
-def _warn_ignored(given: TrainConfig, saved: TrainConfig) -> None:
-    """Say which explicitly given options a resume ignores (the saved config wins)."""
+def _refuse_conflicts(given: TrainConfig, saved: TrainConfig) -> None:
+    """UsageError naming every option given (not left at its default) that differs from the run's own:
+    a resume goes on with the saved config, and used to ignore them, another ``--model`` included."""
     defaults = TrainConfig(model=given.model, out=given.out)
-    ignored = [
+    conflicts = ["model"] if registry.get(given.model).name != saved.model else []
+    conflicts += [
         f.name for f in dataclasses.fields(TrainConfig)
         if f.name not in ("resume", "out", "model", "device", "threads", "engine", "steps")
         and getattr(given, f.name) is not None
         and getattr(given, f.name) != getattr(defaults, f.name)
         and getattr(given, f.name) != getattr(saved, f.name)
     ]
-    if ignored:
-        Console(stderr=True).print(
-            f"resuming with the saved config; ignoring {', '.join(ignored)}", highlight=False, markup=False
+    if conflicts:
+        options = ", ".join(f"--{n.replace('_', '-')} {getattr(given, n)} (the run's: {getattr(saved, n)})" for n in conflicts)
+        raise UsageError(
+            f"--resume goes on with the run in {given.out} as it was started; these options differ from it: {options}",
+            "drop them (or give the run's values) to resume it, or start a new run with another --out",
         )
 
 

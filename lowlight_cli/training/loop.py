@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import registry, weights
 from ..errors import TrainingError, UsageError
+from ..images import check_writable_folder
 from .checkpoints import (
     RunLog, TrainState, command_line, export, jsonable, load_checkpoint, restore, save_best, save_last, write_config_json,
 )
@@ -93,7 +94,8 @@ def fit(config: TrainConfig) -> Path:
 
 
 def _start_or_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The run's resolved config, and its ``last.pt`` when resuming (whose saved config then wins)."""
+    """The run's resolved config, and its ``last.pt`` when resuming (whose saved config then wins).
+    Checks first that the run folder can be written (one probe file), before any image is loaded."""
     last_path = Path(config.out) / "last.pt"
     resumed = None
     if config.resume:
@@ -103,6 +105,7 @@ def _start_or_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] |
         config = resume_config(config, TrainConfig.from_dict(resumed["config"]), done=resumed["step"])
     elif last_path.exists():
         raise UsageError(f"{Path(config.out)} already holds a run", "add --resume to continue it, or pick another --out")
+    check_writable_folder(Path(config.out), option="--out")
     return resolve(config), resumed
 
 
