@@ -21,8 +21,9 @@ Printed per model, at scale 1:
 - ``cast``: the mean chroma shift (CIE Lab a*, b*, output minus input, averaged over pixels) on the grey
   chart as it is and darkened (``pairs.darken``, seed 3), and on the well-exposed photos; a neutral
   input must stay neutral: |a*|, |b*| < 3.
-The sheet has one row per scene (a well-exposed photo, a mixed scene, the shipped dark sample) and
-one column per model after the input.
+The sheet has one row per scene (a backlit portrait: ``astronaut`` with 4 stops of shadow over the
+subject, :func:`backlit`; a well-exposed photo; a half-lit scene; the shipped dark sample) and one
+column per model after the input.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def held_out_targets(root: Path) -> list[np.ndarray]:
     return targets
 
 
+def backlit(rgb: np.ndarray, *, centre: tuple[float, float], radius: tuple[float, float], stops: float = 4.0,
+            seed: int = 5) -> np.ndarray:
+    """``rgb`` with its subject in shadow and the rest as lit: ``stops`` of light taken (in linear light)
+    inside a soft ellipse at ``centre`` (fractions of height, width) with ``radius`` (fractions), then
+    sensor-like noise and 8 bits, as :func:`darken` makes them. A backlit portrait made from a lit one."""
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = ((yy / h - centre[0]) / radius[0]) ** 2 + ((xx / w - centre[1]) / radius[1]) ** 2
+    shade = np.exp(-0.5 * d2**2)[..., None]  # flat inside, soft edge
+    k = 2.0 ** (-stops * shade)
+    rng = np.random.default_rng(seed)
+    linear = np.power(rgb.astype(np.float64), 2.2) * k
+    photons = 1000.0
+    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, 0.003, size=rgb.shape)
+    return (np.round(np.power(np.clip(noisy, 0.0, 1.0), 1 / 2.2) * 255.0) / 255.0).astype(np.float32)
+
+
 def lab_ab(rgb: np.ndarray) -> np.ndarray:
     """Mean (a*, b*) of an sRGB image in [0, 1]."""
     lab = cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
@@ -105,7 +123,8 @@ def main() -> None:
     mixed = {k: darken(v, np.random.default_rng([7, i]), spatial=True) for i, (k, v) in enumerate(lit.items())}
     dark_chart = darken(chart, np.random.default_rng(3))
     dark = _even(read_image(SAMPLE).rgb)
-    scenes = [("well-exposed", lit["astronaut"]), ("mixed", mixed["rocket"]), ("dark", dark)]
+    portrait = backlit(lit["astronaut"], centre=(0.45, 0.38), radius=(0.5, 0.3))
+    scenes = [("backlit", portrait), ("well-exposed", lit["coffee"]), ("half-lit", mixed["rocket"]), ("dark", dark)]
     columns = [[img for _, img in scenes]]
     labels = ["input"]
 

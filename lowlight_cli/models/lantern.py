@@ -138,16 +138,19 @@ class Lantern(nn.Module):
     def log_gains(self, x: torch.Tensor, grid: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
         """Each pixel's log gains ``(B, 4, H, W)``: the grid sliced at its place and brightness.
 
-        Spatially, two small matrix products (rows then columns: 16 multiply-adds per value);
-        across the brightness bins, the two bins around the guide value, linearly (a hat weight per bin)."""
-        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-        rows = interpolation_rows(box[:, 0:1], h, box[:, 2:3], self.cells)
-        cols = interpolation_rows(box[:, 1:2], w, box[:, 3:4], self.cells)
-        fields = rows[:, None] @ grid @ cols[:, None].transpose(-1, -2)  # (B, 4 * bins, H, W)
+        Bin by bin: the bin's cells interpolated to the pixels by two small matrix products (rows then
+        columns: 16 multiply-adds per value), weighted by the bin's hat function of the guide value (only
+        the two bins around it weigh), summed. One bin at a time keeps 4 channels at full resolution
+        alive, not 4 x bins."""
+        h, w = x.shape[-2:]
+        rows = interpolation_rows(box[:, 0:1], h, box[:, 2:3], self.cells)[:, None]
+        cols = interpolation_rows(box[:, 1:2], w, box[:, 3:4], self.cells)[:, None].transpose(-1, -2)
         z = self.guide(_log(x, (GUIDE_SCALE,))).clamp(0.0, 1.0) * (self.bins - 1)
-        bins = torch.arange(self.bins, dtype=x.dtype, device=x.device)[None, :, None, None]
-        hat = F.relu(1.0 - (z - bins).abs())  # (B, bins, H, W)
-        return (fields.view(b, GAINS, self.bins, h, w) * hat[:, None]).sum(dim=2)
+        total = torch.zeros_like(x[:, :1]).expand(-1, GAINS, -1, -1)
+        for k in range(self.bins):
+            # Channel g * bins + k of the grid holds gain g of bin k.
+            total = total + (rows @ grid[:, k :: self.bins] @ cols) * F.relu(1.0 - (z - k).abs())
+        return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         glance, box = self.glance(x)
