@@ -192,7 +192,7 @@ register(
     ModelSpec(
         name="lantern",
         kind="learned",
-        summary="ours: a bilateral grid of colour transforms from a 256-px glance at the whole photo, a half-res denoiser; ~4 k MAC/px",
+        summary="ours: a bilateral grid of local gains from a 256-px glance at the whole photo, a half-res denoiser; 4.1 k MAC/px",
         paper=PAPER,
         build=Lantern,
         hparams={"glance": 256, "grid_width": 16, "bins": 8, "width": 24, "depth": 4},
