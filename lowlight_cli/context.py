@@ -107,17 +107,23 @@ def current(net: nn.Module) -> _Context | None:
 
 @contextmanager
 def _attached(net: nn.Module, ctx) -> Iterator:
-    modules = pools(net)
-    before = [m.context for m in modules]
-    for m in modules:
-        m.context = ctx
-    try:
+    with _set_on(pools(net), "context", ctx):
         yield ctx
+
+
+@contextmanager
+def _set_on(modules: list[nn.Module], name: str, value) -> Iterator:
+    """Inside: attribute ``name`` of every module is ``value``. What each held before comes back: a graph
+    exported (traced with a context of its own) while the tiler's context is attached must leave the
+    tiler's in place."""
+    before = [getattr(m, name) for m in modules]
+    for m in modules:
+        setattr(m, name, value)
+    try:
+        yield value
     finally:
-        # What was attached before comes back: a graph exported (traced with a context of its own)
-        # while the tiler's context is attached must leave the tiler's in place.
         for m, previous in zip(modules, before, strict=True):
-            m.context = previous
+            setattr(m, name, previous)
 
 
 @contextmanager
@@ -264,13 +270,5 @@ def current_glance(net: nn.Module) -> _Glancing | None:
 def glancing(net: nn.Module, glance: torch.Tensor, height: int, width: int) -> Iterator[_Glancing]:
     """Inside: ``net``'s :class:`Glance` gives ``glance`` (the whole ``height`` x ``width`` picture's,
     padded as the net sees it) and the box last set with the yielded object's ``place``."""
-    given = _Glancing(glance, height, width)
-    modules = glances(net)
-    before = [m.given for m in modules]
-    for m in modules:
-        m.given = given
-    try:
+    with _set_on(glances(net), "given", _Glancing(glance, height, width)) as given:
         yield given
-    finally:
-        for m, previous in zip(modules, before, strict=True):
-            m.given = previous
