@@ -166,7 +166,7 @@ def main() -> None:
         run = enhancer(**options)
         tile, overlap = run.plan(net_h, net_w)
         count = len(tile_spans(net_h, tile, overlap, spec.size_multiple)) * len(tile_spans(net_w, tile, overlap, spec.size_multiple))
-        shrink = max(1.0, (net_h * net_w / run.one_pass_pixels()) ** 0.5)
+        shrink = max(1.0, (net_h * net_w / run.one_pass_pixels(net_h, net_w)) ** 0.5)
         how = "-" if count == 1 or spec.tile_safe else "swept" if shrink > 1 else "one pass"
         out, seconds = timed(run, rgb)
         print(f"{name:>14} {tile:5d} {count:5d} {how:>9} {seconds:8.1f} {psnr(out, whole):8.2f} "

@@ -38,7 +38,7 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model or
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Explicit .safetensors file for a learned model.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 TileOpt = Annotated[int, typer.Option("--tile", help="Tile side in pixels; 0: one pass if the image fits --memory, else the largest tile that does.")]
-MemoryOpt = Annotated[Optional[float], typer.Option("--memory", help="GB one image may use (default: a quarter of the RAM, or half the GPU's memory); sets the tiling.")]
+MemoryOpt = Annotated[Optional[float], typer.Option("--memory", help="GB one image may use (default: a quarter of the RAM or of a container's memory limit, or half the GPU's memory); sets the tiling.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default 0: all cores).")]
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels shared by neighbouring tiles (default: the model's).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]

@@ -8,6 +8,7 @@ crop, tiles blended); baselines run on the whole image.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -86,13 +87,26 @@ def pick_device(name: str) -> torch.device:
 
 
 def memory_budget_bytes(device: torch.device, gb: float | None) -> int:
-    """The working memory one image may use: ``gb`` if given, else a quarter of the machine's RAM
-    (CPU) or half of the GPU's memory. Fixed per machine, so the tiling and the output are too."""
+    """The working memory one image may use: ``gb`` if given, else a quarter of :func:`ram_bytes` (CPU:
+    2 GiB on an 8 GiB laptop) or half of the GPU's memory. Fixed per machine, so the tiling and the
+    output are too. A run's peak is this, plus the decoded image and a fixed overhead (README)."""
     if gb is not None:
         return int(gb * 2**30)
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory) // 2
-    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+    return ram_bytes() // 4
+
+
+def ram_bytes() -> int:
+    """The memory this process may have: the machine's RAM, or a container's limit where lower (cgroup
+    v2 ``memory.max``, v1 ``memory.limit_in_bytes``); 8 GiB where neither can be read."""
+    found = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no os.sysconf on Windows
+        found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):  # "max": no limit
+            found.append(int(Path(limit).read_text().split()[0]))
+    return min(found) if found else 8 * 2**30
 
 
 class _PeakTensorBytes(TorchDispatchMode):
@@ -153,7 +167,8 @@ _BYTES_PER_PIXEL: dict[tuple[str, int], int] = {}
 
 def image_bytes_per_pixel(scale: int) -> int:
     """Bytes per input pixel the engine keeps besides the net's activations: the float32 RGB input
-    as an array and a tensor, the blended output and its weight sum, and the output array."""
+    as an array and a tensor, the blended output and its weight sum, and the output array (when the
+    image is written, the output and its rounded copies, beside what ONNX Runtime's arena still holds)."""
     return 2 * 12 + scale * scale * (12 + 4 + 12)
 
 
@@ -265,17 +280,20 @@ class Enhancer:
     def bytes_per_pixel(self) -> int:
         """The net's peak activation bytes per input pixel on this backend, measured once, when a plan
         first needs it: torch's tensors followed op by op; ONNX Runtime's peak resident size on two
-        probes (its arena and fused layers hold more: 1355 against torch's 600 for MIRNet), else 2.5
+        probes (its arena and fused layers hold more: 1833 against torch's 600 for MIRNet), else 3
         times torch's where that cannot be read (not Linux)."""
         torch_bytes = activation_bytes_per_pixel(self.net, self.spec)
         if self.backend != "onnx":
             return torch_bytes
         measured = self._onnx.bytes_per_pixel()
-        return measured if measured is not None else round(2.5 * torch_bytes)
+        return measured if measured is not None else 3 * torch_bytes
 
-    def one_pass_pixels(self) -> int:
-        """The most input pixels one pass may have within the memory budget."""
-        return max(1, self.budget // self.bytes_per_pixel)
+    def one_pass_pixels(self, h: int, w: int) -> int:
+        """The most input pixels one pass over an ``h`` x ``w`` input of the net may have: the memory
+        budget less the image's own buffers (:func:`image_bytes_per_pixel`), over the net's bytes per
+        pixel. Tiles and the downscaled copy of :meth:`global_context` are sized by it alike."""
+        fits = self.budget - image_bytes_per_pixel(self.spec.scale) * h * w
+        return max(1, fits // self.bytes_per_pixel)
 
     def plan(self, h: int, w: int) -> tuple[int, int]:
         """``(tile, overlap)`` for an ``h`` x ``w`` input of the net: ``--tile`` if given, else one pass
@@ -283,11 +301,11 @@ class Enhancer:
         the image, the model and the budget only, so the same command gives the same file."""
         tile = self.options.tile
         if not tile:
-            fits = self.budget - image_bytes_per_pixel(self.spec.scale) * h * w
-            if fits >= self.bytes_per_pixel * h * w:
+            fits = self.one_pass_pixels(h, w)
+            if fits >= h * w:
                 tile = max(h, w)
             else:
-                side = int((max(fits, 0) / self.bytes_per_pixel) ** 0.5) // 64 * 64
+                side = int(fits**0.5) // 64 * 64
                 tile = max(side, 2 * self.spec.overlap, MIN_TILE)
         # The model's own overlap shrinks to fit a small tile; one given by the user is kept.
         overlap = min(self.spec.overlap, tile // 2) if self.options.overlap is None else self.options.overlap
@@ -430,7 +448,7 @@ class Enhancer:
         """
         h, w = x.shape[-2:]
         m = self.spec.size_multiple
-        k = min(1.0, (self.one_pass_pixels() / (h * w)) ** 0.5)
+        k = min(1.0, (self.one_pass_pixels(h, w) / (h * w)) ** 0.5)
         small_h, small_w = max(m, round(h * k) // m * m), max(m, round(w * k) // m * m)
         small = torch.nn.functional.interpolate(x, size=(small_h, small_w), mode="area") if k < 1 else x
 

@@ -347,6 +347,7 @@ class OnnxForward:
     def __init__(self, spec: ModelSpec, net: nn.Module, label: str, threads: int) -> None:
         self.spec, self.net, self.label, self.threads = spec, net, label, threads
         self._sessions: dict[str, object] = {}
+        self._last_call: tuple[str, tuple[int, ...]] | None = None
 
     def bytes_per_pixel(self) -> int | None:
         """Peak bytes per input pixel of the graphs this runner uses most (the measuring one for a
@@ -363,7 +364,29 @@ class OnnxForward:
         return context_shapes(self.spec, self.net)
 
     def _run(self, kind: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # The arena keeps what the largest call took, laid out in that call's tensors: a call of another
+        # graph or input size grows it beside them (mirnet's tiles 4 px taller at the image's edge
+        # took 0.3 GiB more at 1 MP), so it is emptied first. Calls of one size (a video's frames, a
+        # row of tiles) keep it; an image peaks at its largest single call, as the tile plan assumes.
+        key = (kind, feed[INPUT].shape)
+        if key != self._last_call:
+            self.release_memory()
+            self._last_call = key
         return self._session(kind).run(None, feed)
+
+    def release_memory(self) -> None:
+        """Give back what ONNX Runtime's arena holds (one arena for every session, :func:`session`): it
+        keeps the most any call took and returns nothing by itself. An arena shrinks at the end of a
+        run asked to, so one run of an open session on a small zero image does it (milliseconds; the
+        next call pays for fresh pages, a fraction of a second per GB)."""
+        if not self._sessions:
+            return
+        import onnxruntime as ort
+
+        s = next(iter(self._sessions.values()))
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        s.run(None, zero_feed(s, -(-64 // self.spec.size_multiple) * self.spec.size_multiple), options)
 
     def _session(self, kind: str):
         if kind not in self._sessions:
@@ -417,7 +440,8 @@ def session(path: Path, threads: int):
     # One arena for every session of the process: each session's own arena keeps the most any of its
     # calls needed, so a tiled image's first estimate and its tiles, in two sessions, held 12 GB where
     # one pass needs 6. Shared, the peak is the largest single call's, which the tile plan budgets for
-    # (shrinking each arena after every call did as well for memory, at twice the system time).
+    # (shrinking each arena after every call did as well for memory, at twice the system time; it is
+    # emptied before a call of another graph or size instead, OnnxForward._run).
     _register_shared_arena(ort)
     options.add_session_config_entry("session.use_env_allocators", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -425,21 +449,33 @@ def session(path: Path, threads: int):
 
 @functools.cache
 def _register_shared_arena(ort) -> None:
+    # Regions of the size asked for: with the default (each region twice the last) a pass's peak per
+    # pixel jumped with its size (mirnet: 1424 bytes at 1 MP, 1592 at 2.4 MP), so a plan from small
+    # probes came out 6 % over its budget at 4 MP; asked-for regions hold a few more bytes per pixel
+    # (1756), the same at every size (0.26 to 4.2 MP), and run as fast.
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, ARENA_SAME_AS_REQUESTED, -1, -1))
 
 
-# Runs one graph once on a zero image of the given side in a fresh process and prints how far the
-# peak resident size rose above what the process held before the run (Linux: /proc/self/status).
+ARENA_SAME_AS_REQUESTED = 1  # onnxruntime's ArenaExtendStrategy::kSameAsRequested
+
+
+def zero_feed(s, side: int) -> dict[str, np.ndarray]:
+    """Zeros for every input of session ``s``: a batch of one ``side`` x ``side`` image."""
+    return {i.name: np.zeros([d if isinstance(d, int) else (1 if j == 0 else side) for j, d in enumerate(i.shape)],
+                             np.float32) for i in s.get_inputs()}
+
+
+# Runs one graph once on a zero image of the given side in a fresh process, in a session made as every
+# session is (:func:`session`: the shared arena and its settings), and prints how far the peak resident
+# size rose above what the process held before the run (Linux: /proc/self/status).
 _PROBE = """
-import sys, numpy as np, onnxruntime as ort
+import sys
 from pathlib import Path
+from lowlight_cli.onnx_graph import session, zero_feed
 path, side, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
-o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.enable_mem_pattern = False
-s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-feed = {i.name: np.zeros([d if isinstance(d, int) else (1 if j == 0 else side) for j, d in enumerate(i.shape)], np.float32)
-        for i in s.get_inputs()}
+s = session(Path(path), threads)
+feed = zero_feed(s, side)
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
 Path("/proc/self/clear_refs").write_text("5")
@@ -451,10 +487,12 @@ print(status("VmHWM:") - before)
 
 def peak_bytes_per_pixel(path: Path, threads: int, multiple: int) -> int | None:
     """Bytes per input pixel by which ONNX Runtime's peak memory grows, running the graph at ``path``:
-    the slope of the peak resident size between two probes (256 and 512 px squares), each in a fresh
+    the slope of the peak resident size between two probes (384 and 768 px squares), each in a fresh
     process, so that neither an arena grown earlier nor memory this process freed hides it. Kept beside
     the graph in the cache (the probes take a few seconds, once). None where the peak cannot be read
-    (not Linux)."""
+    (not Linux). Below 384 px a pass's peak per pixel is lower than beyond; from 384 px on it holds
+    within 5 %: mirnet 1833 bytes per pixel from these probes and 1833 at 2048 px, neid 1725 and 1802
+    at 1536 px (its runs stay within budget, bench/bench_memory.py)."""
     import json
     import subprocess
 
@@ -462,9 +500,10 @@ def peak_bytes_per_pixel(path: Path, threads: int, multiple: int) -> int | None:
     if memo.is_file():
         return json.loads(memo.read_text())["bytes_per_pixel"]
     peaks, pixels = [], []
-    for side in (256 // multiple * multiple, 512 // multiple * multiple):
+    package_root = os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+    for side in (384 // multiple * multiple, 768 // multiple * multiple):
         run = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(side), str(threads)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=os.environ | {"PYTHONPATH": package_root})
         if run.returncode != 0:
             log.debug("ONNX Runtime's memory probe failed: %s", run.stderr.strip()[-300:])
             return None
