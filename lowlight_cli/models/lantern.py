@@ -39,14 +39,13 @@ global part included at 12 MP: it is a fixed 0.2 GMAC whatever the photo's size)
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..context import Glance
 from ..registry import ModelSpec, TrainRecipe, register
+from .gate import log_transform
 
 PAPER = ("ours, after HDRNet (Gharbi et al., Deep Bilateral Learning for Real-Time Image Enhancement, "
          "SIGGRAPH 2017) and MobileIE (ICCV 2025)")
@@ -59,11 +58,6 @@ DOWN = 16  # the grid's cell in glance pixels: four stride-2 convolutions
 # steps at 2e-3 to reach the log gain of a LOL frame (ln 10 = 2.3); one batch of LOL crops is fitted to
 # 22 dB in 150 steps unscaled, 24.5 dB in 60 and 27.3 in 150 scaled (bf16, lr 2e-3, one thread).
 HEAD_GAIN = 8.0
-
-
-def _log(x: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
-    x = x.clamp(min=0.0)
-    return torch.cat([torch.log1p(v * x) / math.log1p(v) for v in scales], dim=1)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -95,7 +89,7 @@ class GridNet(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, glance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.down(_log(glance, LOG_SCALES))
+        f = self.down(log_transform(glance, LOG_SCALES))
         g = self.glob_fc(self.glob(f).mean(dim=(2, 3)))
         fused = F.relu(self.local(f) + g[:, :, None, None])
         return HEAD_GAIN * self.head(fused), HEAD_GAIN * self.affine(g)
@@ -150,7 +144,7 @@ class Lantern(nn.Module):
         h, w = x.shape[-2:]
         rows = interpolation_rows(box[:, 0:1], h, box[:, 2:3], self.cells)[:, None]
         cols = interpolation_rows(box[:, 1:2], w, box[:, 3:4], self.cells)[:, None].transpose(-1, -2)
-        z = self.guide(_log(x, (GUIDE_SCALE,))).clamp(0.0, 1.0) * (self.bins - 1)
+        z = self.guide(log_transform(x, (GUIDE_SCALE,))).clamp(0.0, 1.0) * (self.bins - 1)
         total = torch.zeros_like(x[:, :1]).expand(-1, GAINS, -1, -1)
         for k in range(self.bins):
             # Channel g * bins + k of the grid holds gain g of bin k.
