@@ -252,6 +252,13 @@ class _Glancing:
         self.glance, self.height, self.width = glance, height, width
         self.box = torch.tensor([[0.0, 0.0, height, width]])
 
+    @classmethod
+    def of_views(cls, glance: torch.Tensor, box: torch.Tensor) -> _Glancing:
+        """A batch whose items are crops of different pictures: glances ``(B, 3, S, S)``, boxes ``(B, 4)``."""
+        given = cls(glance, 0, 0)
+        given.box = box
+        return given
+
     def place(self, top: int, left: int) -> None:
         """The next crop starts at ``(top, left)`` of the picture."""
         self.box = torch.tensor([[float(top), float(left), float(self.height), float(self.width)]])
@@ -271,4 +278,15 @@ def glancing(net: nn.Module, glance: torch.Tensor, height: int, width: int) -> I
     """Inside: ``net``'s :class:`Glance` gives ``glance`` (the whole ``height`` x ``width`` picture's,
     padded as the net sees it) and the box last set with the yielded object's ``place``."""
     with _set_on(glances(net), "given", _Glancing(glance, height, width)) as given:
+        yield given
+
+
+@contextmanager
+def glancing_views(net: nn.Module, views: list[torch.Tensor], box: torch.Tensor) -> Iterator[_Glancing]:
+    """Training on crops: item ``i`` of the batch run inside is a crop at ``box[i]`` (top, left, height,
+    width) of the picture ``views[i]`` ``(1, 3, height, width)``, whose glance ``net``'s :class:`Glance`
+    gives, as inference gives each tile the whole photo's (``lowlight_cli.training.data.sample_views``)."""
+    size = glances(net)[0].size
+    glance = torch.cat([glance_of(v, size) for v in views])
+    with _set_on(glances(net), "given", _Glancing.of_views(glance, box)) as given:
         yield given

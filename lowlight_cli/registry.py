@@ -43,6 +43,9 @@ class TrainRecipe:
     images (the LOL targets, and any ``--photos``) rather than real LOL pairs: the image itself as
     input (an identity pair), one darkened by a single exposure from LOL-dark to unchanged, and one
     darkened by a spatially varying exposure (lamps and skies stay lit). All zero: LOL pairs only.
+    ``view``: for a network that glances at the whole picture (:class:`.context.Glance`), the glance of
+    each crop is taken from the picture around it, up to ``view`` x ``view`` pixels, as inference
+    takes it from the whole photo (0: from the crop itself).
     """
 
     loss: Callable[[], Any]
@@ -60,6 +63,7 @@ class TrainRecipe:
     mix_identity: float = 0.0
     mix_global: float = 0.0
     mix_spatial: float = 0.0
+    view: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ import torch
 
 from conftest import seeded_net as _seeded_net
 from lowlight_cli import registry
-from lowlight_cli.context import Glance, glance_of, glances
+from lowlight_cli.context import Glance, glance_of, glances, glancing_views
 from lowlight_cli.images import read_image
 from lowlight_cli.inference import Enhancer, RunOptions
 from lowlight_cli.models.lantern import Lantern, interpolation_rows
@@ -116,3 +116,37 @@ def test_bad_hyperparameters_are_refused():
         Lantern(glance=100)
     with pytest.raises(ValueError, match="depth"):
         Lantern(depth=1)
+
+
+def test_a_training_crop_sees_its_picture_as_a_tile_does():
+    """`lowlight train --view`: a crop run with its view's glance and its box comes out as that part of
+    the whole view run in one pass (away from the crop's edge, where the denoiser reads past it)."""
+    spec = registry.get("lantern_tiny")
+    net = seeded_net(spec).eval()
+    view = torch.from_numpy(_sample(96, 128).transpose(2, 0, 1).copy())[None]
+    view[..., :, :64] *= 0.1
+    with torch.no_grad():
+        whole = net(view)
+        crops = torch.cat([view[..., 16:48, 8:40], view[..., 40:72, 80:112]])
+        box = torch.tensor([[16.0, 8.0, 96.0, 128.0], [40.0, 80.0, 96.0, 128.0]])
+        with glancing_views(net, [view, view], box):
+            out = net(crops)
+        alone = net(crops)
+    r = 6  # past the denoiser's reach, 2 x depth + 1 = 5 px
+    assert torch.allclose(out[0, :, r:-r, r:-r], whole[0, :, 16 + r : 48 - r, 8 + r : 40 - r], atol=1e-5)
+    assert torch.allclose(out[1, :, r:-r, r:-r], whole[0, :, 40 + r : 72 - r, 80 + r : 112 - r], atol=1e-5)
+    assert (alone - out).abs().max() > 1e-3  # without its view a crop is graded as a picture of its own
+
+
+def test_sample_views_cuts_each_crop_from_its_view(lol_dir):
+    from lowlight_cli.training.data import load_lol, sample_views
+
+    images = load_lol(lol_dir).subset(list(range(4)))
+    lol_only = {"identity": 0.0, "global": 0.0, "spatial": 0.0, "lol": 1.0}
+    low, high, views, box = sample_views(images, np.random.default_rng(0), batch=3, patch=64, view=768, mixture=lol_only)
+    assert low.shape == high.shape == (3, 3, 64, 64) and box.shape == (3, 4)
+    for i, (v, (y, x, h, w)) in enumerate(zip(views, box.int().tolist())):
+        assert v.shape[-2:] == (h, w) and sorted((h, w)) == [400, 600]  # a whole LOL frame, maybe turned
+        assert torch.equal(v[0, :, y : y + 64, x : x + 64], low[i])
+    small = sample_views(images, np.random.default_rng(0), batch=2, patch=64, view=128, mixture=lol_only)
+    assert all(v.shape[-2:] == (128, 128) for v in small[2])

@@ -16,7 +16,7 @@ from ..errors import UsageError
 # TrainConfig fields that default to the model's TrainRecipe when left None.
 RECIPE_FIELDS = (
     "steps", "batch", "patch", "lr", "weight_decay", "milestones", "gamma", "input_downscale", "clip_grad",
-    "schedule", "ema", "mix_identity", "mix_global", "mix_spatial",
+    "schedule", "ema", "mix_identity", "mix_global", "mix_spatial", "view",
 )
 SCHEDULES = ("step", "cosine")
 ENGINES = ("auto", "fp32", "channels_last", "bf16")
@@ -55,6 +55,7 @@ class TrainConfig:
     mix_identity: float | None = None
     mix_global: float | None = None
     mix_spatial: float | None = None
+    view: int | None = None
     engine: str = "auto"
     init: Path | None = None
     train_only: str = ""
@@ -91,7 +92,7 @@ class TrainConfig:
         d.setdefault("clip_grad", 0.0)
         # Runs saved before these existed: step decays, no average, LOL pairs only.
         for k, v in (("schedule", "step"), ("ema", 0.0), ("mix_identity", 0.0), ("mix_global", 0.0), ("mix_spatial", 0.0),
-                     ("train_only", "")):
+                     ("train_only", ""), ("view", 0)):
             d.setdefault(k, v)
         return cls(**d)
 
@@ -124,6 +125,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
     fractions = (c.mix_identity, c.mix_global, c.mix_spatial)
     if any(f < 0 for f in fractions) or sum(fractions) > 1.0 + 1e-9:
         raise UsageError(f"mixture fractions must be >= 0 and sum to at most 1, got {fractions}", None)
+    if c.view and (c.view < c.patch or c.input_downscale != 1):
+        raise UsageError(f"view must be 0 or at least the patch ({c.patch}) with no input downscale, got {c.view}", None)
     if c.engine not in ENGINES:
         raise UsageError(f"unknown engine {c.engine!r}", f"use one of {', '.join(ENGINES)}")
     if c.train_only and c.init is None:
@@ -209,6 +212,7 @@ def cli_command(config: TrainConfig) -> str:
     args += ["--train-only", config.train_only] if config.train_only else []
     names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]
     names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
+    names += ["view"] if config.view else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     return shlex.join(args)

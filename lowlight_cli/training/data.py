@@ -157,6 +157,19 @@ def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
 
 
+def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixture: dict[str, float] | None) -> tuple[str, bool, int]:
+    """An item's kind of pair, whether it is a real LOL pair, and its image's index in ``pool``."""
+    kind = pick_kind(mixture, rng)
+    real = kind == "lol" and images.low is not None
+    return kind, real, int(rng.integers(len(images.high) if real else len(pool)))
+
+
+def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
+    h, w = image.shape[:2]
+    if h < crop or w < crop:
+        raise DatasetError(f"image {stem} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
+
+
 def sample_batch(
     images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int,
     mixture: dict[str, float] | None = None, photos: Images | None = None,
@@ -174,12 +187,9 @@ def sample_batch(
     stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs = [], []
     for _ in range(batch):
-        kind = pick_kind(mixture, rng)
-        real = kind == "lol" and images.low is not None
-        i = int(rng.integers(len(images.high) if real else len(pool)))
+        kind, real, i = _pick(images, pool, rng, mixture)
+        _check_size(pool[i], crop, stems[i])
         h, w = pool[i].shape[:2]
-        if h < crop or w < crop:
-            raise DatasetError(f"image {stems[i]} is {w}x{h}, smaller than the {crop} px crop", "lower --patch")
         y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
         rot, flip = int(rng.integers(4)), int(rng.integers(2))
         high = to_float(_dihedral(pool[i][y : y + crop, x : x + crop], rot, flip))
@@ -192,3 +202,41 @@ def sample_batch(
         lows.append(np.ascontiguousarray(low))
         highs.append(np.ascontiguousarray(high))
     return _to_tensor(lows), _to_tensor(highs)
+
+
+def sample_views(
+    images: Images, rng: np.random.Generator, *, batch: int, patch: int, view: int,
+    mixture: dict[str, float] | None = None, photos: Images | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """A batch for a network that glances at the whole picture (:class:`..context.Glance`): as
+    :func:`sample_batch`, but each crop is cut from a *view*, and the view's input is returned too so
+    the glance can be taken from it as inference takes it from the whole photo.
+
+    Returns ``low (B, 3, patch, patch)``, ``high`` (same), the views' inputs (``B`` tensors
+    ``(1, 3, h, w)``) and the crops' boxes in them ``(B, 4)``: ``(top, left, h, w)``. A view is the
+    whole image when both sides are at most ``view`` (a LOL frame), else a random ``view`` x ``view``
+    part of it; it is flipped or rotated as a whole, a synthetic pair's darkening (its shadow, its
+    noise) is made for the whole view, and the crop is drawn inside it.
+    """
+    pool = images.high + (photos.high if photos is not None else [])
+    stems = images.stems + (photos.stems if photos is not None else [])
+    lows, highs, views, boxes = [], [], [], []
+    for _ in range(batch):
+        kind, real, i = _pick(images, pool, rng, mixture)
+        _check_size(pool[i], patch, stems[i])
+        h, w = pool[i].shape[:2]
+        vh, vw = min(h, view), min(w, view)
+        vy, vx = int(rng.integers(h - vh + 1)), int(rng.integers(w - vw + 1))
+        rot, flip = int(rng.integers(4)), int(rng.integers(2))
+        high_view = to_float(_dihedral(pool[i][vy : vy + vh, vx : vx + vw], rot, flip))
+        if real:
+            low_view = to_float(_dihedral(images.low[i][vy : vy + vh, vx : vx + vw], rot, flip))
+        else:
+            low_view = synthesize(high_view, kind, rng)
+        vh, vw = high_view.shape[:2]
+        y, x = int(rng.integers(vh - patch + 1)), int(rng.integers(vw - patch + 1))
+        lows.append(np.ascontiguousarray(low_view[y : y + patch, x : x + patch]))
+        highs.append(np.ascontiguousarray(high_view[y : y + patch, x : x + patch]))
+        views.append(_to_tensor([low_view]))
+        boxes.append([y, x, vh, vw])
+    return _to_tensor(lows), _to_tensor(highs), views, torch.tensor(boxes, dtype=torch.float32)

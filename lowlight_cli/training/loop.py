@@ -9,6 +9,7 @@ Save: the best checkpoint (by validation score, never by eval15) is exported to 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,14 +22,14 @@ import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from .. import registry, weights
+from .. import context, registry, weights
 from ..errors import TrainingError, UsageError
 from ..images import check_writable_folder
 from .checkpoints import (
     RunLog, TrainState, command_line, export, jsonable, load_checkpoint, restore, save_best, save_last, write_config_json,
 )
 from .config import TrainConfig, lr_at, resolve, resume_config
-from .data import Images, load_split, sample_batch
+from .data import Images, load_split, sample_batch, sample_views
 from .engine import EngineForward, Ranks, ema_update, gather, hardware, pick_engine, training_process
 from .validate import Pairs, selection_score, validate, validation_sets
 
@@ -123,6 +124,8 @@ def _setup(config: TrainConfig, data: _Data, ranks: Ranks, device: torch.device,
     spec = registry.get(config.model)
     torch.manual_seed(config.seed)
     net = spec.create().to(device)
+    if config.view and not context.glances(net):
+        raise UsageError(f"--view {config.view}: {spec.name} does not glance at the whole picture", "leave --view at 0")
     loss_fn = spec.recipe.loss().to(device)
     engine = pick_engine(config.engine, device)
     state = TrainState(net=net, opt=_optimizer(net, spec, config), rng=np.random.default_rng([config.seed, ranks.rank]))
@@ -239,9 +242,17 @@ def _train_step(run: _Run, state: TrainState, lr: float) -> tuple[float, dict[st
     config = run.config
     for group in state.opt.param_groups:
         group["lr"] = lr
-    low, high = sample_batch(run.data.train, state.rng, batch=config.batch, patch=config.patch,
-                             downscale=config.input_downscale, mixture=config.mixture(), photos=run.data.photos)
-    loss, parts = run.loss_fn(run.model, low.to(run.device), high.to(run.device))
+    glancing: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if config.view:
+        # The glance is taken from the picture around the crop, as inference takes it from the whole photo.
+        low, high, views, boxes = sample_views(run.data.train, state.rng, batch=config.batch, patch=config.patch,
+                                               view=config.view, mixture=config.mixture(), photos=run.data.photos)
+        glancing = context.glancing_views(run.model, views, boxes)
+    else:
+        low, high = sample_batch(run.data.train, state.rng, batch=config.batch, patch=config.patch,
+                                 downscale=config.input_downscale, mixture=config.mixture(), photos=run.data.photos)
+    with glancing:
+        loss, parts = run.loss_fn(run.model, low.to(run.device), high.to(run.device))
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     # The norm before clipping is logged (its window maximum): a spike warns of divergence.
