@@ -38,6 +38,11 @@ Backend = Literal["torch", "onnx", "auto"]
 BACKENDS = ("torch", "onnx", "auto")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 128
+# A model that tiles exactly (it glances at the whole picture, context.Glance) gains nothing but memory
+# from a bigger tile, and on torch it even runs slower (its full-resolution maps leave the caches):
+# lantern at 12 MP, whole command, 2 threads: one pass 9.7 s and 3.4 GB (ONNX Runtime); on torch
+# 1024-px tiles 9.2-10.6 s, 768 7.1, 640 6.1-6.4 (three runs), 512 6.5-7.4, 384 6.6 s; 0.75 GB at 640.
+EXACT_TILE = 640
 FALLBACK_MODEL = "gamma_auto"  # the default until a learned model with bundled weights and an eval15 score exists
 
 
@@ -47,8 +52,8 @@ class RunOptions:
     :func:`memory_budget_bytes`), else the largest tile that does; ``overlap=None`` uses the model's.
     ``strength``: 1 is the model's output, 0 the input, in between a blend in linear light (:func:`blend`).
     ``backend``: ``torch``; ``onnx``, ONNX Runtime on CPU in fp32 (:mod:`lowlight_cli.onnx_graph`; the
-    graphs exported once and cached); ``auto``, onnx where it can run (CPU, fp32), else torch.
-    Default: :func:`default_backend`."""
+    graphs exported once and cached); ``auto``, onnx where it can run (CPU, fp32) and gains, else torch
+    (a model that glances at the whole picture, :class:`context.Glance`, runs on torch). Default: :func:`default_backend`."""
 
     device: str = "auto"
     tile: int = 0
@@ -154,6 +159,10 @@ def activation_bytes_per_pixel(net: torch.nn.Module, spec: ModelSpec) -> int:
     key = (spec.name, sum(p.numel() for p in net.parameters()))
     if key not in _BYTES_PER_PIXEL:
         side = 16 * spec.size_multiple if spec.size_multiple > 1 else 128
+        if context.glances(net):
+            # Its glance's network is a fixed cost that a small probe counts per pixel: Lantern
+            # measures 7680 bytes per pixel at 32 px, 480 at 128 and 104-107 from 512 px on.
+            side = 512
         probe = torch.zeros(1, 3, side, side, device=next(net.parameters()).device)
         tracker = _PeakTensorBytes()
         with torch.no_grad(), tracker:
@@ -167,9 +176,10 @@ _BYTES_PER_PIXEL: dict[tuple[str, int], int] = {}
 
 def image_bytes_per_pixel(scale: int) -> int:
     """Bytes per input pixel the engine keeps besides the net's activations: the float32 RGB input
-    as an array and a tensor, the blended output and its weight sum, and the output array (when the
-    image is written, the output and its rounded copies, beside what ONNX Runtime's arena still holds)."""
-    return 2 * 12 + scale * scale * (12 + 4 + 12)
+    (the tiler reads its tiles from it, no copy), the blended output and its weight sum, and the output
+    array (when the image is written, the output and its rounded copies, beside what ONNX Runtime's
+    arena still holds)."""
+    return 12 + scale * scale * (12 + 4 + 12)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -255,13 +265,18 @@ class Enhancer:
 
         why_not = ("it runs on CPU only" if self.device.type != "cpu" else
                    "it runs fp32 only" if self.dtype != torch.float32 else "")
+        if asked == "auto" and not why_not and context.glances(self.net):
+            # A glancing model (Lantern) is light enough that eager torch is nearly as fast (12 MP: 8.8
+            # against 7.7 s; 48 MP: 22 against 19 s) and needs neither the export (8 s) nor the memory
+            # probes (3 s) that ONNX Runtime's first run on a machine pays.
+            why_not = "a glancing model runs nearly as fast on torch, with no export on its first run"
         if asked == "auto":
             try:
                 require("onnxruntime", "onnx", "onnxscript")
             except UsageError:
                 why_not = why_not or f"ONNX Runtime is not installed ({EXTRA_HINT})"
             if why_not:
-                log.debug("--backend auto: torch, since ONNX Runtime cannot run here: %s", why_not)
+                log.debug("--backend auto: torch, not ONNX Runtime: %s", why_not)
             return "torch" if why_not else "onnx"
         if why_not:
             raise UsageError(f"--backend onnx cannot run on {self.device} in {self.options.precision}: {why_not}",
@@ -297,11 +312,16 @@ class Enhancer:
 
     def plan(self, h: int, w: int) -> tuple[int, int]:
         """``(tile, overlap)`` for an ``h`` x ``w`` input of the net: ``--tile`` if given, else one pass
-        when it fits the budget, else the largest square tile (a multiple of 64) that does. Depends on
-        the image, the model and the budget only, so the same command gives the same file."""
+        when it fits the budget, else the largest square tile (a multiple of 64) that does. Tiles get
+        at least a quarter of the budget when the image's buffers take the rest (a 48 MP photo's take
+        1.9 GB: they are there whatever the tile, and tiny tiles only cost time), and a model that
+        tiles exactly at most :data:`EXACT_TILE` px. Depends on the image, the model and the budget
+        only, so the same command gives the same file."""
         tile = self.options.tile
         if not tile:
-            fits = self.one_pass_pixels(h, w)
+            fits = max(self.one_pass_pixels(h, w), self.budget // 4 // self.bytes_per_pixel)
+            if context.glances(self.net):
+                fits = min(fits, EXACT_TILE**2)
             if fits >= h * w:
                 tile = max(h, w)
             else:
@@ -362,7 +382,8 @@ class Enhancer:
             # Edge-replicated to a multiple of the factor first, so that odd sizes come back whole.
             k = native // self.scale
             rgb = downscale(np.pad(rgb, ((0, -rgb.shape[0] % k), (0, -rgb.shape[1] % k), (0, 0)), mode="edge"), k)
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()
+        # A view, not a copy (a 48 MP photo's float copy is 576 MB): the tiler copies one tile at a time.
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
         out = self._run(x, progress, pooled, measured)
         return out[0, :, :out_h, :out_w].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
 

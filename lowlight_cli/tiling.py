@@ -126,7 +126,7 @@ def tiled_forward(
     total, done = len(rows) * len(cols), 0
     for y0, y1 in rows:
         for x0, x1 in cols:
-            crop = image[..., y0:y1, x0:x1].to(device=device, dtype=dtype)
+            crop = image[..., y0:y1, x0:x1].to(device=device, dtype=dtype).contiguous()
             if place is not None:
                 place(y0, x0)
             pred = run_padded(forward, crop, multiple=multiple, scale=scale).float().cpu()

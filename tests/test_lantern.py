@@ -150,3 +150,19 @@ def test_sample_views_cuts_each_crop_from_its_view(lol_dir):
         assert torch.equal(v[0, :, y : y + 64, x : x + 64], low[i])
     small = sample_views(images, np.random.default_rng(0), batch=2, patch=64, view=128, mixture=lol_only)
     assert all(v.shape[-2:] == (128, 128) for v in small[2])
+
+
+def test_an_exact_tiler_takes_bounded_tiles_and_a_big_photo_no_tiny_ones():
+    """Tiles of a glancing model equal one pass, so a bigger tile buys only memory: at most EXACT_TILE,
+    even with room for one pass. And tiles keep a quarter of the budget when a huge photo's own
+    buffers take the rest, instead of falling to the smallest tile."""
+    from lowlight_cli.inference import EXACT_TILE, MIN_TILE
+
+    spec = registry.get("lantern_tiny")
+    roomy = Enhancer(spec, seeded_net(spec), RunOptions(device="cpu", memory_gb=1024, backend="torch"), "t")
+    assert roomy.plan(3000, 4000)[0] == EXACT_TILE
+    assert roomy.plan(900, 1100)[0] == 1100  # one pass: 0.99 MP
+    tight = Enhancer(spec, seeded_net(spec), RunOptions(device="cpu", memory_gb=0.5, backend="torch"), "t")
+    assert tight.one_pass_pixels(6000, 8000) == 1  # the buffers alone exceed the budget
+    tile = tight.plan(6000, 8000)[0]
+    assert tile > MIN_TILE and tile**2 * tight.bytes_per_pixel <= tight.budget // 4
