@@ -18,7 +18,9 @@ Three parts:
 * **denoiser** (full resolution, bounded reach): the graded image and its log gain, pixel-unshuffled
   by 2, go through ``depth`` 3x3 convolutions of ``width`` channels (ReLU) whose last layer, shuffled
   back, is added to the graded image. Receptive field: ``depth`` pixels at half resolution, 2 x depth
-  + 1 at full resolution.
+  + 1 at full resolution. With ``coarse`` > 0, a quarter-resolution branch (a stride-2 convolution to
+  ``coarse`` channels, two more, a 1x1 convolution shuffled back and added after the first layer) reaches
+  farther for the blotchy noise of deep shadows: 19 px at ``depth`` 3; inputs then are multiples of 4.
 
 From the papers (``../shared/design/fast-models.md``): the bilateral grid of affine colour transforms
 computed on a fixed-size copy of the whole image, sliced by a learned full-resolution guide
@@ -106,7 +108,8 @@ def interpolation_rows(start: torch.Tensor, count: int, total: torch.Tensor, cel
 
 
 class Lantern(nn.Module):
-    """``(B, 3, H, W)`` in [0, 1] (H, W even) -> ``(B, 3, H, W)``, unclamped; see the module docstring.
+    """``(B, 3, H, W)`` in [0, 1] (H, W even; multiples of 4 with ``coarse``) -> ``(B, 3, H, W)``, unclamped; see
+    the module docstring.
 
     >>> net = Lantern(glance=64, grid_width=4, bins=4, width=8, depth=2)
     >>> x = torch.rand(1, 3, 32, 48)
@@ -114,7 +117,8 @@ class Lantern(nn.Module):
     True
     """
 
-    def __init__(self, *, glance: int = 256, grid_width: int = 16, bins: int = 8, width: int = 24, depth: int = 4) -> None:
+    def __init__(self, *, glance: int = 256, grid_width: int = 16, bins: int = 8, width: int = 24, depth: int = 4,
+                 coarse: int = 0) -> None:
         super().__init__()
         if glance % DOWN or glance < 4 * DOWN:
             raise ValueError(f"glance must be a multiple of {DOWN} and at least {4 * DOWN}, got {glance}")
@@ -133,6 +137,16 @@ class Lantern(nn.Module):
         self.denoise = nn.Sequential(*layers)
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
+        # Optional quarter-resolution branch after the first layer: a stride-2 convolution to ``coarse``
+        # channels, two more, and a 1x1 convolution shuffled back to half resolution and added (zero at
+        # the start). It reaches 4x farther per layer, for the blotchy low-frequency noise of deep shadows.
+        self.coarse: nn.Sequential | None = None
+        if coarse:
+            self.coarse = nn.Sequential(_conv(width, coarse, stride=2), nn.ReLU(inplace=True), _conv(coarse, coarse),
+                                        nn.ReLU(inplace=True), _conv(coarse, coarse), nn.ReLU(inplace=True),
+                                        nn.Conv2d(coarse, 4 * width, 1), nn.PixelShuffle(2))
+            nn.init.zeros_(self.coarse[-2].weight)
+            nn.init.zeros_(self.coarse[-2].bias)
 
     def log_gains(self, x: torch.Tensor, grid: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
         """Each pixel's log gains ``(B, 4, H, W)``: the grid sliced at its place and brightness.
@@ -162,7 +176,10 @@ class Lantern(nn.Module):
         graded = torch.cat([(m[:, i, 0:1] * lifted[:, 0:1] + m[:, i, 1:2] * lifted[:, 1:2] + m[:, i, 2:3] * lifted[:, 2:3])
                             for i in range(3)], dim=1) + affine[:, 9:, None, None]
         feats = F.pixel_unshuffle(torch.cat([graded, s[:, :1]], dim=1), 2)
-        return graded + F.pixel_shuffle(self.denoise(feats), 2)
+        h = self.denoise[:2](feats)
+        if self.coarse is not None:
+            h = h + self.coarse(h)
+        return graded + F.pixel_shuffle(self.denoise[2:](h), 2)
 
 
 class L1Loss(nn.Module):
@@ -173,8 +190,8 @@ class L1Loss(nn.Module):
         return loss, {"l1": loss.detach()}
 
 
-# The denoiser reaches 2 x depth + 1 = 9 px; tiles equal one pass where the overlap's dead margin
-# (overlap // 4, lowlight_cli.tiling) covers it: 12 px.
+# The denoiser reaches 2 x depth + 1 = 9 px (19 with a quarter-resolution branch of three layers);
+# tiles equal one pass where the overlap's dead margin (overlap // 4, lowlight_cli.tiling) covers it: 12 px.
 _OVERLAP = 48
 
 # Whole LOL frames and the photos are 400-1000 px: 256-px crops give the grid a picture with a scene
@@ -205,10 +222,10 @@ register(
         summary="Lantern with a 64-px glance and 8 channels: for tests only",
         paper=PAPER,
         build=Lantern,
-        hparams={"glance": 64, "grid_width": 4, "bins": 4, "width": 8, "depth": 2},
-        size_multiple=2,
+        hparams={"glance": 64, "grid_width": 4, "bins": 4, "width": 8, "depth": 2, "coarse": 8},
+        size_multiple=4,
         tile_safe=False,
-        overlap=24,  # reach 2 x 2 + 1 = 5 px: a dead margin of 24 // 4 = 6 covers it
+        overlap=72,  # reach 17 px (5 without the quarter-resolution branch): a dead margin of 72 // 4 = 18
         recipe=TrainRecipe(loss=L1Loss, lr=1e-3, patch=32, batch=2, steps=20),
     )
 )
