@@ -329,6 +329,7 @@ def train(
     patch: Annotated[Optional[int], typer.Option("--patch", help="Crop side in input pixels.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
     clip_grad: Annotated[Optional[float], typer.Option("--clip-grad", help="Scale gradients down to this total L2 norm; 0 turns clipping off.")] = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="Steps over which the learning rate rises linearly from 0 to --lr.")] = 0,
     schedule: Annotated[Optional[str], typer.Option("--schedule", help="step (decays at the recipe's milestones) or cosine (down to lr x gamma).")] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", help="Decay of the weight average that is validated and exported; 0 turns it off.")] = None,
     mix_identity: Annotated[Optional[float], typer.Option("--mix-identity", help="Fraction of each batch that is identity pairs (a normal-light image as its own input).")] = None,
@@ -365,7 +366,7 @@ def train(
 
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
-        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, schedule=schedule, ema=ema, mix_identity=mix_identity,
+        batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, warmup=warmup, schedule=schedule, ema=ema, mix_identity=mix_identity,
         mix_global=mix_global, mix_spatial=mix_spatial, view=view, photos=photos, engine=engine, init=init, train_only=train_only, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))

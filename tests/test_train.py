@@ -461,3 +461,22 @@ def test_every_engine_gives_the_fp32_gradient(engine):
     assert all(p.dtype == torch.float32 for p in net.parameters())
     tol = 0.05 if engine == "bf16" else 1e-4
     assert torch.allclose(grads[0], grads[1], rtol=tol, atol=tol * grads[0].abs().max())
+
+
+def test_the_recorded_command_gives_warmup_and_view_back(tmp_path):
+    """config.json's `command` (and a weights.toml entry's train_command) must start the same run."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from lowlight_cli import cli
+    from lowlight_cli.training import loop
+    from lowlight_cli.training.config import cli_command
+
+    config = resolve(TrainConfig(model="lantern_tiny", out=tmp_path / "r", data_dir=tmp_path, warmup=30, view=96))
+    seen: list[TrainConfig] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "fit", lambda c: seen.append(c))
+        result = CliRunner().invoke(cli.app, shlex.split(cli_command(config))[1:])
+    assert result.exit_code == 0, result.output
+    assert resolve(seen[0]) == config

@@ -213,6 +213,7 @@ def cli_command(config: TrainConfig) -> str:
     names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]
     names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
     names += ["view"] if config.view else []
+    names += ["warmup"] if config.warmup else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     return shlex.join(args)
