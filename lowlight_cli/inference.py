@@ -176,10 +176,11 @@ _BYTES_PER_PIXEL: dict[tuple[str, int], int] = {}
 
 def image_bytes_per_pixel(scale: int) -> int:
     """Bytes per input pixel the engine keeps besides the net's activations: the float32 RGB input
-    (the tiler reads its tiles from it, no copy), the blended output and its weight sum, and the output
-    array (when the image is written, the output and its rounded copies, beside what ONNX Runtime's
-    arena still holds)."""
-    return 12 + scale * scale * (12 + 4 + 12)
+    (the tiler reads its tiles from it, no copy) and 12 more (without them mirnet's 4 MP run at --memory 1
+    peaked 1 % over, bench/bench_memory.py), the blended output and its weight sum, and the output array
+    (when the image is written, the output and its rounded copies, beside what ONNX Runtime's arena still
+    holds)."""
+    return 2 * 12 + scale * scale * (12 + 4 + 12)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:

@@ -182,7 +182,7 @@ def test_tile_plan_follows_the_budget_not_the_moment(monkeypatch):
 
     spec = registry.get("mirnet_tiny")
     enhancer = Enhancer(spec, spec.create(), RunOptions(device="cpu", memory_gb=0.05), "mirnet_tiny")
-    per_px = enhancer.bytes_per_pixel + 12 + 28
+    per_px = enhancer.bytes_per_pixel + 2 * 12 + 28
     side = int((0.05 * 2**30 / per_px) ** 0.5)
     assert enhancer.plan(side - 8, side - 8)[0] == side - 8  # fits: one pass
     tile, _ = enhancer.plan(2 * side, 2 * side)
