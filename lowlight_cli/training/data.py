@@ -164,6 +164,19 @@ def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixt
     return kind, real, int(rng.integers(len(images.high) if real else len(pool)))
 
 
+def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: str, rng: np.random.Generator,
+            rh: int, rw: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` float32 for a random ``rh`` x ``rw`` region of image ``i``, turned by one of the 8
+    flips/rotations: the real LOL input, or one made by :func:`pairs.synthesize` for the whole region."""
+    h, w = pool[i].shape[:2]
+    y, x = int(rng.integers(h - rh + 1)), int(rng.integers(w - rw + 1))
+    rot, flip = int(rng.integers(4)), int(rng.integers(2))
+    high = to_float(_dihedral(pool[i][y : y + rh, x : x + rw], rot, flip))
+    if real:
+        return to_float(_dihedral(images.low[i][y : y + rh, x : x + rw], rot, flip)), high
+    return synthesize(high, kind, rng), high
+
+
 def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
     h, w = image.shape[:2]
     if h < crop or w < crop:
@@ -189,14 +202,7 @@ def sample_batch(
     for _ in range(batch):
         kind, real, i = _pick(images, pool, rng, mixture)
         _check_size(pool[i], crop, stems[i])
-        h, w = pool[i].shape[:2]
-        y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-        rot, flip = int(rng.integers(4)), int(rng.integers(2))
-        high = to_float(_dihedral(pool[i][y : y + crop, x : x + crop], rot, flip))
-        if real:
-            low = to_float(_dihedral(images.low[i][y : y + crop, x : x + crop], rot, flip))
-        else:
-            low = synthesize(high, kind, rng)
+        low, high = _region(images, pool, i, real, kind, rng, crop, crop)
         if downscale > 1:
             low = _downscale(low, downscale)
         lows.append(np.ascontiguousarray(low))
@@ -225,14 +231,7 @@ def sample_views(
         kind, real, i = _pick(images, pool, rng, mixture)
         _check_size(pool[i], patch, stems[i])
         h, w = pool[i].shape[:2]
-        vh, vw = min(h, view), min(w, view)
-        vy, vx = int(rng.integers(h - vh + 1)), int(rng.integers(w - vw + 1))
-        rot, flip = int(rng.integers(4)), int(rng.integers(2))
-        high_view = to_float(_dihedral(pool[i][vy : vy + vh, vx : vx + vw], rot, flip))
-        if real:
-            low_view = to_float(_dihedral(images.low[i][vy : vy + vh, vx : vx + vw], rot, flip))
-        else:
-            low_view = synthesize(high_view, kind, rng)
+        low_view, high_view = _region(images, pool, i, real, kind, rng, min(h, view), min(w, view))
         vh, vw = high_view.shape[:2]
         y, x = int(rng.integers(vh - patch + 1)), int(rng.integers(vw - patch + 1))
         lows.append(np.ascontiguousarray(low_view[y : y + patch, x : x + patch]))
