@@ -117,6 +117,12 @@ def ram_bytes() -> int:
 class _PeakTensorBytes(TorchDispatchMode):
     """Tracks the bytes of tensor storage alive during the ops run under it, and their peak."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # False: torch then leaves __torch_dispatch__ unwrapped by torch._dynamo.disable, whose first call
+        # imports torch._dynamo (1 s of every `lowlight enhance`). Never run under torch.compile.
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.alive: dict[int, int] = {}

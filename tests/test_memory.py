@@ -100,3 +100,21 @@ def test_onnx_arena_is_given_back_before_a_call_of_another_graph_or_size(monkeyp
     assert held - resident() > 0.5 * enhancer.bytes_per_pixel * big.shape[0] * big.shape[1]
     enhancer(big[:64, :64])
     assert len(releases) > calls + 1
+
+
+def test_measuring_a_models_activations_does_not_import_torch_dynamo():
+    """The probe's dispatch mode stays unwrapped by torch._dynamo.disable, whose first call imported
+    torch._dynamo: a second of every `lowlight enhance`. Run in a fresh interpreter (tests may import it)."""
+    code = (
+        "import sys, torch\n"
+        "from lowlight_cli import registry\n"
+        "from lowlight_cli.inference import activation_bytes_per_pixel\n"
+        "spec = registry.get('lantern_tiny')\n"
+        "per_pixel = activation_bytes_per_pixel(spec.create().eval(), spec)\n"
+        "assert per_pixel > 12, per_pixel\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
