@@ -9,7 +9,9 @@ Three parts:
   down to 1/16, then a local path of two 3x3 convolutions and a global path of two more stride-2
   convolutions, a mean and a linear layer, summed) predicts a bilateral grid of ``glance / 16``
   x ``glance / 16`` cells x ``bins`` brightness bins, each holding a colour transform of 13 numbers:
-  a log gain ``s``, a 3x3 matrix ``M`` (as ``M - I``) and an offset ``b``;
+  a log gain ``s``, a 3x3 matrix ``M`` (as ``M - I``) and an offset ``b``. With ``hist`` > 0 the
+  global path also reads the glance's grey-level histogram (FLW-Net's cue for the exposure, there from
+  the V channel into an MLP);
 * **slice and apply**: a per-pixel guide (a learned 1x1 map of the pixel's log-transformed colour,
   clamped to [0, 1]) and the pixel's place in the picture pick a transform from the grid by trilinear
   interpolation; the graded pixel is ``exp(s) * M x + b``. The guide's axis makes it edge-aware: a
@@ -66,12 +68,25 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
 
 
+def histogram(glance: torch.Tensor, bins: int) -> torch.Tensor:
+    """``(B, 3, S, S)`` in [0, 1] -> ``(B, bins)``: the share of the glance's pixels at each level of grey
+    (the channels' mean, log-transformed at :data:`GUIDE_SCALE` so deep shadows spread over the levels),
+    counted softly: a pixel between two levels counts for both, in proportion."""
+    z = log_transform(glance.mean(dim=1, keepdim=True), (GUIDE_SCALE,)).clamp(0.0, 1.0) * (bins - 1)
+    levels = torch.arange(bins, dtype=glance.dtype, device=glance.device)[:, None, None]
+    return F.relu(1.0 - (z - levels).abs()).mean(dim=(2, 3))
+
+
 class GridNet(nn.Module):
     """Glance ``(B, 3, S, S)`` in [0, 1] -> ``(grid (B, 4 * bins, S/16, S/16), affine (B, 12))``: the local
     log gains (overall, then per channel) of every cell and brightness bin, and one colour transform
-    for the picture (a 3x3 matrix minus the identity, then an offset). All zero at the start."""
+    for the picture (a 3x3 matrix minus the identity, then an offset). All zero at the start.
 
-    def __init__(self, *, width: int, bins: int) -> None:
+    With ``hist`` > 0 the global path also reads the glance's grey-level histogram of ``hist`` levels
+    through two linear layers: the distribution of brightness an exposure is chosen from, which a mean
+    of a few convolutions' features gives only roughly."""
+
+    def __init__(self, *, width: int, bins: int, hist: int = 0) -> None:
         super().__init__()
         c_in = 3 * len(LOG_SCALES)
         widths = (width, 2 * width, 4 * width, 4 * width)
@@ -84,6 +99,8 @@ class GridNet(nn.Module):
         self.local = nn.Sequential(_conv(top, top), nn.ReLU(inplace=True), _conv(top, top))
         self.glob = nn.Sequential(_conv(top, top, 2), nn.ReLU(inplace=True), _conv(top, top, 2), nn.ReLU(inplace=True))
         self.glob_fc = nn.Linear(top, top)
+        self.hist = hist
+        self.hist_fc = nn.Sequential(nn.Linear(hist, top), nn.ReLU(inplace=True), nn.Linear(top, top)) if hist else None
         self.head = nn.Conv2d(top, GAINS * bins, 1)
         self.affine = nn.Linear(top, 12)
         for layer in (self.head, self.affine):
@@ -93,6 +110,8 @@ class GridNet(nn.Module):
     def forward(self, glance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.down(log_transform(glance, LOG_SCALES))
         g = self.glob_fc(self.glob(f).mean(dim=(2, 3)))
+        if self.hist_fc is not None:
+            g = g + self.hist_fc(histogram(glance, self.hist))
         fused = F.relu(self.local(f) + g[:, :, None, None])
         return HEAD_GAIN * self.head(fused), HEAD_GAIN * self.affine(g)
 
@@ -118,7 +137,7 @@ class Lantern(nn.Module):
     """
 
     def __init__(self, *, glance: int = 256, grid_width: int = 16, bins: int = 8, width: int = 24, depth: int = 4,
-                 coarse: int = 0) -> None:
+                 coarse: int = 0, hist: int = 0) -> None:
         super().__init__()
         if glance % DOWN or glance < 4 * DOWN:
             raise ValueError(f"glance must be a multiple of {DOWN} and at least {4 * DOWN}, got {glance}")
@@ -126,7 +145,7 @@ class Lantern(nn.Module):
             raise ValueError(f"depth must be at least 2, got {depth}")
         self.bins, self.cells = bins, glance // DOWN
         self.glance = Glance(glance)
-        self.grid = GridNet(width=grid_width, bins=bins)
+        self.grid = GridNet(width=grid_width, bins=bins, hist=hist)
         self.guide = nn.Conv2d(3, 1, 1)
         nn.init.constant_(self.guide.weight, 1.0 / 3.0)
         nn.init.zeros_(self.guide.bias)
@@ -222,7 +241,7 @@ register(
         summary="Lantern with a 64-px glance and 8 channels: for tests only",
         paper=PAPER,
         build=Lantern,
-        hparams={"glance": 64, "grid_width": 4, "bins": 4, "width": 8, "depth": 2, "coarse": 8},
+        hparams={"glance": 64, "grid_width": 4, "bins": 4, "width": 8, "depth": 2, "coarse": 8, "hist": 8},
         size_multiple=4,
         tile_safe=False,
         overlap=72,  # reach 17 px (5 without the quarter-resolution branch): a dead margin of 72 // 4 = 18
