@@ -303,6 +303,15 @@ def test_resume_refuses_options_that_differ_from_the_run(photos, tmp_path, cli):
     assert (run / "last.pt").read_bytes() == before
 
 
+def test_export_of_a_checkpoint_without_a_validation_score_is_refused_before_anything_is_written(photos, tmp_path):
+    run = fit(tiny_config(photos, tmp_path / "run", steps=3))
+    exported = {f: f.read_bytes() for f in (run / "export").iterdir()}  # fit() exported the real best.pt
+    (run / "best.pt").write_bytes((run / "last.pt").read_bytes())  # last.pt carries no score
+    with pytest.raises(UsageError, match="no validation score"):
+        export(run)
+    assert {f: f.read_bytes() for f in (run / "export").iterdir()} == exported
+
+
 def test_export_writes_safetensors_with_matching_sha(photos, tmp_path):
     run = fit(tiny_config(photos, tmp_path / "run", steps=3))
     for name in ("config.json", "train.log", "last.pt", "best.pt"):

@@ -145,6 +145,9 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
     if not best_path.is_file():
         raise UsageError(f"{best_path} does not exist", "train until at least one validation has run")
     best = load_checkpoint(best_path)
+    if "val_psnr" not in best:
+        raise UsageError(f"{best_path} holds no validation score (a copy of last.pt?)",
+                         "export the best.pt a validation wrote, or train until one has run")
     last = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else {}
     meta = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     # last.pt holds the run's final config (a resume may have changed --steps after best.pt was written).
