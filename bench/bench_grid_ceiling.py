@@ -31,16 +31,13 @@ from lowlight_cli.training.validate import validation_sets  # noqa: E402
 def fitted(low: np.ndarray, high: np.ndarray, *, cells: int, bins: int, steps: int) -> float:
     x = torch.from_numpy(np.ascontiguousarray(low)).permute(2, 0, 1)[None].float()
     target = torch.from_numpy(np.ascontiguousarray(high)).permute(2, 0, 1)[None].float()
-    net = Lantern(glance=16 * cells, grid_width=4, bins=bins, width=8, depth=2)  # only its guide and slicing
+    net = Lantern(glance=16 * cells, grid_width=4, bins=bins, width=8, depth=2)  # only its guide and grade()
     grid = torch.zeros(1, 4 * bins, cells, cells, requires_grad=True)
     affine = torch.zeros(1, 12, requires_grad=True)
     box = torch.tensor([[0.0, 0.0, *x.shape[-2:]]])
     opt = torch.optim.Adam([grid, affine, *net.guide.parameters()], lr=0.05)
     for _ in range(steps):
-        s = net.log_gains(x, grid, box)
-        lifted = torch.exp(s[:, :1] + s[:, 1:]) * x
-        m = affine[0, :9].view(3, 3) + torch.eye(3)
-        graded = torch.einsum("ij,bjhw->bihw", m, lifted) + affine[0, 9:, None, None]
+        graded, _ = net.grade(x, grid, affine, box)
         loss = (graded - target).abs().mean()
         opt.zero_grad()
         loss.backward()

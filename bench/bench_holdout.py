@@ -75,7 +75,8 @@ def main() -> None:
 
 
 def exposure_gain(out: np.ndarray, target: np.ndarray) -> float:
-    """The gain g that brings ``g * out`` closest to ``target`` (least squares)."""
+    """The gain g that brings ``g * out`` closest to ``target`` (least squares): the best single gain for
+    PSNR, where :func:`lowlight_cli.metrics.gt_mean` (the published protocol) matches the means."""
     out64 = out.astype(np.float64)
     return float((out64 * target).sum() / max((out64 * out64).sum(), 1e-12))
 

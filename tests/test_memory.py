@@ -3,6 +3,7 @@
 The peak of whole runs against the budget is measured by bench/bench_memory.py (figures in the README)."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,7 +115,5 @@ def test_measuring_a_models_activations_does_not_import_torch_dynamo():
         "assert per_pixel > 12, per_pixel\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    import subprocess
-
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

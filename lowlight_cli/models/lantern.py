@@ -184,9 +184,10 @@ class Lantern(nn.Module):
             total = total + (rows @ grid[:, k :: self.bins] @ cols) * F.relu(1.0 - (z - k).abs())
         return total
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        glance, box = self.glance(x)
-        grid, affine = self.grid(glance)
+    def grade(self, x: torch.Tensor, grid: torch.Tensor, affine: torch.Tensor,
+              box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The colour transform alone: ``(graded (B, 3, H, W), log gains (B, 4, H, W))`` for a grid and a
+        picture's colour transform, whether the grid network predicted them or not."""
         s = self.log_gains(x, grid, box)
         lifted = torch.exp(s[:, :1] + s[:, 1:]) * x
         m = (affine[:, :9].view(-1, 3, 3) + torch.eye(3, dtype=x.dtype, device=x.device))[..., None, None]
@@ -194,6 +195,11 @@ class Lantern(nn.Module):
         # depend on the crop's size, so a tile reproduces one pass to the bit.
         graded = torch.cat([(m[:, i, 0:1] * lifted[:, 0:1] + m[:, i, 1:2] * lifted[:, 1:2] + m[:, i, 2:3] * lifted[:, 2:3])
                             for i in range(3)], dim=1) + affine[:, 9:, None, None]
+        return graded, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        glance, box = self.glance(x)
+        graded, s = self.grade(x, *self.grid(glance), box)
         feats = F.pixel_unshuffle(torch.cat([graded, s[:, :1]], dim=1), 2)
         h = self.denoise[:2](feats)
         if self.coarse is not None:
