@@ -17,6 +17,10 @@ and ``seen exp-fit``: the same on N pairs the runs *trained* on (every len/N-th 
 whole frames). All eval15 scenes but one have a near-identical neighbour in our485 (LOL's README), so
 ``seen`` shows how well a recipe has learnt the exposures of the scenes eval15 reuses, without looking at
 eval15.
+
+``--darkened K`` adds ``dark clean`` and ``dark noisy``: the identity images shot with K times the light
+(:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over
+the original's (1: the photo's own exposure back; above 1: lifted past it).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def main() -> None:
     ap.add_argument("--models", default="mirnet")
     ap.add_argument("--weights", action="append", default=[], help="NAME=FILE: run model NAME with this weights file")
     ap.add_argument("--seen", type=int, default=0, help="also score N training pairs (whole frames)")
+    ap.add_argument("--darkened", type=float, default=0.0,
+                    help="also score the identity images darkened by this exposure (0.08: 3.6 stops), clean and noisy")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     # Any mixture recipe makes the same sets: they depend on the folders and the split seed only.
@@ -53,25 +59,45 @@ def main() -> None:
         n = len(split.train.stems)
         sets["seen"] = validation_pairs(split.train.subset(list(range(0, n, max(1, n // args.seen)))[: args.seen]),
                                         seed=config.split_seed, crop=0)
+    if args.darkened:
+        highs = [high for _, high in sets["identity"]]
+        sets["dark clean"] = [(expose(high, args.darkened, None), high) for high in highs]
+        sets["dark noisy"] = [(expose(high, args.darkened, np.random.default_rng([config.split_seed, 3, j])), high)
+                              for j, high in enumerate(highs)]
     files = dict(w.split("=", 1) for w in args.weights)
     print(f"held out: {', '.join(f'{k} {len(v)} images' for k, v in sets.items())}")
     seen_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
+    seen_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
           f"{'mixed':>7s}{seen_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted = {}, {}
+        scores, fitted, bright = {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
+            bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
             scores[k] = [psnr(out, high) for out, high in outs]
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
         seen = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
+        seen += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
+                        for k in ("dark clean", "dark noisy")) if args.darkened else ""
         print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{seen}",
               flush=True)
+
+
+def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.ndarray:
+    """``high`` shot with ``k`` times the light (in linear light, ``rgb ** 2.2``), back to an 8-bit file; with
+    ``rng``, sensor noise first (shot noise at 1000 photons full scale, read noise 0.004), without it a clean
+    dark photo, as a phone's denoised JPEG is. Unlike :func:`pairs.darken` nothing else is drawn: every
+    image gets the same exposure and tone curve, so the output's brightness can be read against the original's."""
+    linear = np.power(high.astype(np.float64), 2.2) * k
+    if rng is not None:
+        linear = rng.poisson(linear * 1000.0) / 1000.0 + rng.normal(0.0, 0.004, size=linear.shape)
+    return (np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2) * 255.0) / 255.0).astype(np.float32)
 
 
 def exposure_gain(out: np.ndarray, target: np.ndarray) -> float:
