@@ -66,10 +66,10 @@ def main() -> None:
                               for j, high in enumerate(highs)]
     files = dict(w.split("=", 1) for w in args.weights)
     print(f"held out: {', '.join(f'{k} {len(v)} images' for k, v in sets.items())}")
-    seen_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
-    seen_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
+    extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
+    extra_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
-          f"{'mixed':>7s}{seen_head}")
+          f"{'mixed':>7s}{extra_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
@@ -81,11 +81,11 @@ def main() -> None:
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
-        seen = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
-        seen += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
+        extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
+        extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
         print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(ident):14.2f} "
-              f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{seen}",
+              f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
               flush=True)
 
 
