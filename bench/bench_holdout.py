@@ -12,7 +12,10 @@ Printed per model and set: mean PSNR, and for identity the median and the worst 
 
 Two columns take LOL's exposure apart. ``lol exp-fit``: the mean PSNR once each output is scaled by the
 one gain that fits it best to its target (least squares), so what is left is everything but the
-picture's overall exposure; the gap to ``lol`` is what a wrong exposure costs. ``--seen N`` adds ``seen``
+picture's overall exposure; the gap to ``lol`` is what a wrong exposure costs. ``lol detail``: the mean PSNR
+once each output's coarse content (a Gaussian blur of sigma :data:`DETAIL_SIGMA` px) is replaced by the
+target's, so what is left is noise and fine detail; the gap from ``lol exp-fit`` is local exposure and
+colour. ``--seen N`` adds ``seen``
 and ``seen exp-fit``: the same on N pairs the runs *trained* on (every len/N-th of the training split,
 whole frames). All eval15 scenes but one have a near-identical neighbour in our485 (LOL's README), so
 ``seen`` shows how well a recipe has learnt the exposures of the scenes eval15 reuses, without looking at
@@ -30,6 +33,7 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,23 +72,24 @@ def main() -> None:
     print(f"held out: {', '.join(f'{k} {len(v)} images' for k, v in sets.items())}")
     extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
     extra_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
-    print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
+    print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'lol detail':>10s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
           f"{'mixed':>7s}{extra_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted, bright = {}, {}, {}
+        scores, fitted, bright, detail = {}, {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
             bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
             scores[k] = [psnr(out, high) for out, high in outs]
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
+            detail[k] = [psnr(np.clip(with_coarse_of(out, high), 0.0, 1.0), high) for out, high in outs]
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
         extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
         extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
-        print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(ident):14.2f} "
+        print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail['lol']):10.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
               flush=True)
 
@@ -98,6 +103,17 @@ def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.nd
     if rng is not None:
         linear = rng.poisson(linear * 1000.0) / 1000.0 + rng.normal(0.0, 0.004, size=linear.shape)
     return (np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2) * 255.0) / 255.0).astype(np.float32)
+
+
+DETAIL_SIGMA = 8.0
+
+
+def with_coarse_of(out: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``out`` with its coarse content (a Gaussian blur of :data:`DETAIL_SIGMA` px) swapped for ``target``'s:
+    its exposure, local tone and colour made right, its noise and fine detail left as they are."""
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a.astype(np.float32), (0, 0), DETAIL_SIGMA)
+    return out - blur(out) + blur(target)
 
 
 def exposure_gain(out: np.ndarray, target: np.ndarray) -> float:
