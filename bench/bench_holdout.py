@@ -21,6 +21,11 @@ whole frames). All eval15 scenes but one have a near-identical neighbour in our4
 ``seen`` shows how well a recipe has learnt the exposures of the scenes eval15 reuses, without looking at
 eval15.
 
+``--oracle`` prints, before the models, what knowing the darkening would give on ``mixed``: each input with
+its exposure map and tone curve exactly undone (:meth:`pairs.Darkening.undo`, no denoising), and the same
+followed by OpenCV's non-local means (``fastNlMeansDenoisingColored``, strength 10). No blind model is
+expected above the first by much; the second is a ceiling for a light denoiser.
+
 ``--darkened K`` adds ``dark clean`` and ``dark noisy``: the identity images shot with K times the light
 (:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over
 the original's (1: the photo's own exposure back; above 1: lifted past it).
@@ -41,7 +46,7 @@ from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
 from lowlight_cli.metrics import psnr  # noqa: E402
 from lowlight_cli.training.config import TrainConfig, resolve  # noqa: E402
 from lowlight_cli.training.data import load_split  # noqa: E402
-from lowlight_cli.training.validate import validation_pairs, validation_sets  # noqa: E402
+from lowlight_cli.training.validate import mixed_pair, validation_pairs, validation_sets  # noqa: E402
 
 
 def main() -> None:
@@ -53,6 +58,8 @@ def main() -> None:
     ap.add_argument("--seen", type=int, default=0, help="also score N training pairs (whole frames)")
     ap.add_argument("--darkened", type=float, default=0.0,
                     help="also score the identity images darkened by this exposure (0.08: 3.6 stops), clean and noisy")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also print the mixed set's inputs with their darkening exactly undone, without and with denoising")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     # Any mixture recipe makes the same sets: they depend on the folders and the split seed only.
@@ -70,6 +77,8 @@ def main() -> None:
                               for j, high in enumerate(highs)]
     files = dict(w.split("=", 1) for w in args.weights)
     print(f"held out: {', '.join(f'{k} {len(v)} images' for k, v in sets.items())}")
+    if args.oracle:
+        oracle(sets["mixed"], seed=config.split_seed)
     extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
     extra_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'lol detail':>10s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
@@ -92,6 +101,20 @@ def main() -> None:
         print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail['lol']):10.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
               flush=True)
+
+
+def oracle(pairs: list[tuple[np.ndarray, np.ndarray]], *, seed: int) -> None:
+    """Mean PSNR on the mixed set of the input, of its darkening undone, and of that then denoised."""
+    scores = []
+    for j, (low, high) in enumerate(pairs):
+        again, darkening = mixed_pair(high, seed=seed, index=j)
+        assert np.array_equal(again, low), "the mixed set was not made by validate.mixed_pair"
+        undone = darkening.undo(low)
+        bgr = np.ascontiguousarray(np.round(undone[..., ::-1] * 255.0).astype(np.uint8))  # OpenCV's order
+        denoised = cv2.fastNlMeansDenoisingColored(bgr, None, 10, 10, 7, 21)[..., ::-1].astype(np.float32) / 255.0
+        scores.append((psnr(low, high), psnr(undone, high), psnr(denoised, high)))
+    mean = np.mean(scores, axis=0)
+    print(f"mixed, knowing the darkening: input {mean[0]:.2f}, undone {mean[1]:.2f}, undone + non-local means {mean[2]:.2f}")
 
 
 def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.ndarray:

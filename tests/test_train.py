@@ -25,7 +25,7 @@ from lowlight_cli.training.config import TrainConfig, lr_at, resolve
 from lowlight_cli.training.data import load_photos, read_scenes, sample_batch, split_by_scene
 from lowlight_cli.training.engine import EngineForward, pick_engine
 from lowlight_cli.training.loop import fit
-from lowlight_cli.training.pairs import WIDE_EXPOSURE, darken, lit_mask
+from lowlight_cli.training.pairs import WIDE_EXPOSURE, darken, darken_traced, lit_mask
 from lowlight_cli.training.validate import selection_score
 from lowlight_cli.weights import load_state, sha256_file
 
@@ -387,6 +387,18 @@ def test_cosine_schedule_is_pure_warms_up_and_ends_at_lr_times_gamma(tmp_path):
     assert lrs == [lr_at(s, c) for s in range(102)]
     with pytest.raises(UsageError):
         resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, schedule="linear"))
+
+
+def test_darken_traced_tells_what_it_drew_and_undo_inverts_it():
+    rgb = np.random.default_rng(2).uniform(0.2, 0.9, size=(48, 64, 3)).astype(np.float32)
+    low, drawn = darken_traced(rgb, np.random.default_rng(4), spatial=True)
+    assert np.array_equal(low, darken(rgb, np.random.default_rng(4), spatial=True))  # the same draws
+    assert drawn.exposure.shape == (48, 64, 1) and 1.8 <= drawn.gamma <= 2.6
+    # Without noise and quantization, undo gives the image back exactly ...
+    clean = np.power(np.power(rgb.astype(np.float64), 2.2) * drawn.exposure, 1.0 / drawn.gamma)
+    assert np.abs(drawn.undo(clean) - rgb).max() < 1e-5
+    # ... and with them, far closer than the darkened input is.
+    assert np.abs(drawn.undo(low) - rgb).mean() < 0.25 * np.abs(low - rgb).mean()
 
 
 def test_spatial_darkening_keeps_the_lit_part_lit():

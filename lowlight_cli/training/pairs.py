@@ -20,6 +20,7 @@ Plain numpy on ``(H, W, 3)`` float32 arrays in [0, 1]; every random number comes
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,10 +47,34 @@ def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return mask[..., None]
 
 
+@dataclass(frozen=True)
+class Darkening:
+    """What one :func:`darken` drew: the exposure ``k`` (a number, or an ``(H, W, 1)`` map with ``spatial``)
+    and the tone curve's exponent ``gamma``."""
+
+    exposure: float | np.ndarray
+    gamma: float
+
+    def undo(self, low: np.ndarray) -> np.ndarray:
+        """The exact inverse of the exposure and the tone curve, ``clip(low ** gamma / k, 0, 1) ** (1 / 2.2)``
+        (not of the noise, the clipping or the quantization): what a model that knew the darkening would
+        give back without denoising, the ceiling of a blind one that does not denoise."""
+        linear = np.power(low.astype(np.float64), self.gamma) / self.exposure
+        return np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2).astype(np.float32)
+
+
 def darken(
     rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
 ) -> np.ndarray:
     """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
+    :func:`darken_traced` also returns what it drew."""
+    return darken_traced(rgb, rng, exposure=exposure, spatial=spatial)[0]
+
+
+def darken_traced(
+    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
+) -> tuple[np.ndarray, Darkening]:
+    """:func:`darken`'s image and the :class:`Darkening` that made it.
 
     The model, applied in (approximately) linear light so that noise behaves like a sensor's:
 
@@ -75,7 +100,7 @@ def darken(
     linear = np.power(rgb.astype(np.float64), 2.2) * k
     noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
     out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
-    return (np.round(out * 255.0) / 255.0).astype(np.float32)
+    return (np.round(out * 255.0) / 255.0).astype(np.float32), Darkening(k, g)
 
 
 def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:

@@ -18,7 +18,7 @@ from ..metrics import psnr
 from ..tiling import run_padded
 from .config import TrainConfig
 from .data import Images, Split, to_float
-from .pairs import darken
+from .pairs import Darkening, darken, darken_traced
 
 # Identity PSNR above this adds nothing to the checkpoint choice (see ``selection_score``).
 IDENTITY_CAP_DB = 32.0
@@ -72,8 +72,13 @@ def extra_validation_sets(highs: list[np.ndarray], *, seed: int) -> dict[str, Pa
     half = [_downscale(h[: h.shape[0] // 4 * 4, : h.shape[1] // 4 * 4], 2) for h in picked]
     return {
         "identity": [(h, h) for h in half],
-        "mixed": [(darken(h, np.random.default_rng([seed, 2, j]), spatial=True), h) for j, h in enumerate(half)],
+        "mixed": [(mixed_pair(h, seed=seed, index=j)[0], h) for j, h in enumerate(half)],
     }
+
+
+def mixed_pair(high: np.ndarray, *, seed: int, index: int) -> tuple[np.ndarray, Darkening]:
+    """The ``mixed`` set's input for its ``index``-th image, and the :class:`pairs.Darkening` that made it."""
+    return darken_traced(high, np.random.default_rng([seed, 2, index]), spatial=True)
 
 
 def selection_score(scores: dict[str, float]) -> float:
