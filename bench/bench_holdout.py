@@ -23,8 +23,8 @@ eval15.
 
 ``--oracle`` prints, before the models, what knowing the darkening would give on ``mixed``: each input with
 its exposure map and tone curve exactly undone (:meth:`pairs.Darkening.undo`, no denoising), and the same
-followed by OpenCV's non-local means (``fastNlMeansDenoisingColored``, strength 10). No blind model is
-expected above the first by much; the second is a ceiling for a light denoiser.
+followed by OpenCV's non-local means (``fastNlMeansDenoisingColored``, strength 10): references for a
+blind model, which must find the map and the curve itself.
 
 ``--darkened K`` adds ``dark clean`` and ``dark noisy``: the identity images shot with K times the light
 (:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over

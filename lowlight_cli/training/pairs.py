@@ -58,7 +58,7 @@ class Darkening:
     def undo(self, low: np.ndarray) -> np.ndarray:
         """The exact inverse of the exposure and the tone curve, ``clip(low ** gamma / k, 0, 1) ** (1 / 2.2)``
         (not of the noise, the clipping or the quantization): what a model that knew the darkening would
-        give back without denoising, the ceiling of a blind one that does not denoise."""
+        give back without denoising; a blind model must find the map and the curve itself."""
         linear = np.power(low.astype(np.float64), self.gamma) / self.exposure
         return np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2).astype(np.float32)
 
