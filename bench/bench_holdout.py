@@ -86,19 +86,20 @@ def main() -> None:
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted, bright, detail = {}, {}, {}, {}
+        scores, fitted, bright = {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
             bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
             scores[k] = [psnr(out, high) for out, high in outs]
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
-            detail[k] = [psnr(np.clip(with_coarse_of(out, high), 0.0, 1.0), high) for out, high in outs]
+            if k == "lol":
+                detail = [psnr(np.clip(with_coarse_of(out, high), 0.0, 1.0), high) for out, high in outs]
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
         extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
         extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
-        print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail['lol']):10.2f} {np.mean(ident):14.2f} "
+        print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail):10.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
               flush=True)
 

@@ -27,6 +27,7 @@ import numpy as np
 LOL_EXPOSURE = (0.02, 0.2)   # LOL-dark: 1/50 to 1/5 of the light
 WIDE_EXPOSURE = (0.02, 1.0)  # from LOL-dark to unchanged
 LIT_EXPOSURE = (0.5, 1.0)    # the lit part of a spatially varying exposure
+LINEARIZE = 2.2  # a well-exposed image's values to the power of this: approximately linear light
 
 
 def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,7 +61,7 @@ class Darkening:
         (not of the noise, the clipping or the quantization): what a model that knew the darkening would
         give back without denoising; a blind model must find the map and the curve itself."""
         linear = np.power(low.astype(np.float64), self.gamma) / self.exposure
-        return np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2).astype(np.float32)
+        return np.power(np.clip(linear, 0.0, 1.0), 1.0 / LINEARIZE).astype(np.float32)
 
 
 def darken(
@@ -97,7 +98,7 @@ def darken_traced(
         lit = math.exp(rng.uniform(math.log(LIT_EXPOSURE[0]), math.log(LIT_EXPOSURE[1])))
         m = lit_mask(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
         k = np.exp(math.log(k) + m * (math.log(max(lit, k)) - math.log(k)))
-    linear = np.power(rgb.astype(np.float64), 2.2) * k
+    linear = np.power(rgb.astype(np.float64), LINEARIZE) * k
     noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
     out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
     return (np.round(out * 255.0) / 255.0).astype(np.float32), Darkening(k, g)
