@@ -46,7 +46,7 @@ def _setup(name: str, mode: str, threads: int):
     spec = registry.get(name)
     recipe = spec.recipe
     torch.manual_seed(0)
-    net = spec.create()
+    net = spec.create(train=True)
     engine = {"compile": "fp32", "compile_cl": "channels_last"}.get(mode, mode)
     model = EngineForward(net, engine)
     if mode.startswith("compile"):

@@ -46,6 +46,10 @@ class TrainRecipe:
     ``view``: for a network that glances at the whole picture (:class:`.context.Glance`), the glance of
     each crop is taken from the picture around it, up to ``view`` x ``view`` pixels, as inference
     takes it from the whole photo (0: from the crop itself).
+    ``train_hparams``: hyperparameters added when a run trains the network from scratch, for a form
+    that trains better than it runs (Lantern's re-parameterised denoiser); the network's ``fold()``
+    returns it to the inference form, which exported weights hold. Fine-tunes (``--init``) train the
+    inference form.
     """
 
     loss: Callable[[], Any]
@@ -64,6 +68,7 @@ class TrainRecipe:
     mix_global: float = 0.0
     mix_spatial: float = 0.0
     view: int = 0
+    train_hparams: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,11 +108,13 @@ class ModelSpec:
         """Variants named ``*_tiny`` exist to make tests fast; ``lowlight models`` lists them only with ``--all``."""
         return self.name.endswith("_tiny")
 
-    def create(self) -> Any:
-        """A freshly initialised network (random weights: only for training or tests)."""
+    def create(self, *, train: bool = False) -> Any:
+        """A freshly initialised network (random weights: only for training or tests); with ``train``,
+        in the form a run from scratch trains (the recipe's ``train_hparams``)."""
         if self.build is None:
             raise ModelNotFoundError(f"{self.name!r} is a baseline and has no network", None)
-        return self.build(**self.hparams)
+        extra = self.recipe.train_hparams if train and self.recipe is not None else {}
+        return self.build(**self.hparams, **extra)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

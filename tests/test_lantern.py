@@ -14,7 +14,7 @@ from lowlight_cli import registry
 from lowlight_cli.context import Glance, glance_of, glances, glancing_views
 from lowlight_cli.images import read_image
 from lowlight_cli.inference import Enhancer, RunOptions
-from lowlight_cli.models.lantern import Lantern, interpolation_rows
+from lowlight_cli.models.lantern import Lantern, RepConv, interpolation_rows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lowlight_cli" / "samples" / "coffee_dark.png"
 
@@ -34,12 +34,67 @@ def _sample(h: int, w: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["lantern", "lantern_tiny"])
-def test_a_fresh_network_returns_its_input_exactly(name):
+@pytest.mark.parametrize("train", [False, True])
+def test_a_fresh_network_returns_its_input_exactly(name, train):
     torch.manual_seed(0)
-    net = registry.get(name).create().eval()
+    net = registry.get(name).create(train=train)
     x = torch.rand(2, 3, 36, 52)
     with torch.no_grad():
-        assert torch.equal(net(x), x)
+        assert torch.equal(net.eval()(x), x) and torch.equal(net.train()(x), x)
+
+
+def test_the_training_form_folds_into_the_network_inference_runs():
+    """Re-parameterised training: each branched convolution (3x3, 1x1, identity, batch-normalised)
+    folds into one 3x3 convolution; the folded network computes what the branched one computes in eval
+    mode and holds the inference form's keys, so exported weights load into ``create()``."""
+    spec = registry.get("lantern_tiny")
+    torch.manual_seed(0)
+    net = spec.create(train=True)
+    assert any(isinstance(m, RepConv) for m in net.modules())
+    for m in net.modules():  # statistics and scales a training run would have left, not the fresh ones
+        if isinstance(m, torch.nn.BatchNorm2d):
+            for t, lo, hi in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 2.0), (m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2)):
+                t.data.uniform_(lo, hi)
+    torch.nn.init.normal_(net.denoise[-1].weight, std=0.2)  # the zero-initialised last layer, drawn
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        branched = net.eval()(x)
+        folded = net.fold()(x)
+        plain = spec.create()
+        plain.load_state_dict(net.state_dict())  # strict: the same keys and shapes
+        assert (branched - x).abs().mean() > 1e-3  # the drawn denoiser changes the picture
+        assert (folded - branched).abs().max() < 1e-5 and torch.equal(plain.eval()(x), folded)
+    assert not any(isinstance(m, RepConv) for m in net.modules())
+
+
+def test_a_run_from_scratch_trains_the_branched_form_and_exports_the_folded_one(tmp_path):
+    from lowlight_cli.training.checkpoints import export, inference_state, load_checkpoint
+    from lowlight_cli.training.config import TrainConfig
+    from lowlight_cli.training.loop import fit
+    from lowlight_cli.weights import load_state
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(photos / f"{i}.png"), (_sample(72, 88) * 255 * (0.5 + 0.15 * i)).clip(0, 255).astype(np.uint8))
+    config = TrainConfig(model="lantern_tiny", out=tmp_path / "run", synthetic=photos, steps=3, batch=2,
+                         val_every=3, ckpt_every=3, log_every=1, threads=1, device="cpu", val_fraction=0.3)
+    run = fit(config)
+    best = load_checkpoint(run / "best.pt")
+    assert any(".b3." in k for k in best["model"])  # trained branched
+    spec = registry.get("lantern_tiny")
+    path, _, _ = export(run)
+    state = load_state(path, None)[0]
+    assert state.keys() == spec.create().state_dict().keys()
+    branched = spec.create(train=True)
+    branched.load_state_dict(best["model"])
+    net = spec.create()
+    net.load_state_dict(state)
+    x = torch.from_numpy(_sample(48, 64).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        assert (net.eval()(x) - branched.eval()(x)).abs().max() < 1e-5
+    # A fine-tune (--init) trains the inference form, so its weights need no folding.
+    assert inference_state(spec, TrainConfig(model="lantern_tiny", out=run, init=path), state) is state
 
 
 def test_interpolation_rows_are_a_partition_of_unity_that_follows_the_box():

@@ -37,6 +37,12 @@ its input, so a well-exposed photo can come back as it was and ``--strength`` bl
 tiling through the glance (every tile gets the whole picture's glance and its own place in it, so tiles
 reproduce one pass exactly once the overlap covers the denoiser's reach).
 
+Trained re-parameterised (MobileIE's training trick, after RepVGG, Ding et al. CVPR 2021): from scratch,
+each of the denoiser's 3x3 convolutions but the last trains as three branches, a 3x3 convolution, a 1x1
+convolution and the identity, each batch-normalised, and :meth:`Lantern.fold` sums them into the one 3x3
+convolution inference runs (``reparam=True``, the recipe's ``train_hparams``; exported weights are folded).
+Same network at inference, a better one trained: held-out LOL 20.86 against 20.47 dB at 4000 steps.
+
 Cost at full resolution: about 4.3 k multiply-accumulates per pixel (``lowlight models --macs``, the
 global part included at 12 MP: it is a fixed 0.2 GMAC whatever the photo's size).
 """
@@ -75,6 +81,44 @@ def histogram(glance: torch.Tensor, bins: int) -> torch.Tensor:
     z = log_transform(glance.mean(dim=1, keepdim=True), (GUIDE_SCALE,)).clamp(0.0, 1.0) * (bins - 1)
     levels = torch.arange(bins, dtype=glance.dtype, device=glance.device)[:, None, None]
     return F.relu(1.0 - (z - levels).abs()).mean(dim=(2, 3))
+
+
+class RepConv(nn.Module):
+    """A 3x3 convolution as it trains: the sum of a 3x3 convolution, a 1x1 convolution and (when the
+    widths match) the identity, each followed by batch normalisation. Linear in its input once the
+    normalisation's statistics are fixed, so :meth:`folded` is one 3x3 convolution that computes the
+    same in eval mode."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.b3 = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+        self.b1 = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.bid = nn.BatchNorm2d(c_out) if c_in == c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b3(x) + self.b1(x)
+        return y if self.bid is None else y + self.bid(x)
+
+    @torch.no_grad()
+    def folded(self) -> nn.Conv2d:
+        """The one 3x3 convolution (with bias) equal to this module in eval mode."""
+        def fold(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+            return kernel * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+
+        conv3 = self.b3[0]
+        weight, bias = fold(conv3.weight, self.b3[1])
+        w1, b1 = fold(F.pad(self.b1[0].weight, (1, 1, 1, 1)), self.b1[1])
+        weight, bias = weight + w1, bias + b1
+        if self.bid is not None:
+            eye = torch.zeros_like(conv3.weight)
+            eye[range(conv3.out_channels), range(conv3.in_channels), 1, 1] = 1.0
+            wi, bi = fold(eye, self.bid)
+            weight, bias = weight + wi, bias + bi
+        out = _conv(conv3.in_channels, conv3.out_channels).to(weight.device)
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+        return out
 
 
 class GridNet(nn.Module):
@@ -137,7 +181,7 @@ class Lantern(nn.Module):
     """
 
     def __init__(self, *, glance: int = 256, grid_width: int = 16, bins: int = 8, width: int = 24, depth: int = 4,
-                 coarse: int = 0, hist: int = 0) -> None:
+                 coarse: int = 0, hist: int = 0, reparam: bool = False) -> None:
         super().__init__()
         if glance % DOWN or glance < 4 * DOWN:
             raise ValueError(f"glance must be a multiple of {DOWN} and at least {4 * DOWN}, got {glance}")
@@ -156,6 +200,10 @@ class Lantern(nn.Module):
         self.denoise = nn.Sequential(*layers)
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
+        if reparam:  # the training form: every 3x3 convolution but the zero-initialised last as branches
+            for i, layer in enumerate(layers[:-1]):
+                if isinstance(layer, nn.Conv2d):
+                    self.denoise[i] = RepConv(layer.in_channels, layer.out_channels)
         # Optional quarter-resolution branch after the first layer: a stride-2 convolution to ``coarse``
         # channels, two more, and a 1x1 convolution shuffled back to half resolution and added (zero at
         # the start). It reaches 4x farther per layer, for the blotchy low-frequency noise of deep shadows.
@@ -166,6 +214,14 @@ class Lantern(nn.Module):
                                         nn.Conv2d(coarse, 4 * width, 1), nn.PixelShuffle(2))
             nn.init.zeros_(self.coarse[-2].weight)
             nn.init.zeros_(self.coarse[-2].bias)
+
+    def fold(self) -> Lantern:
+        """The training form made the inference form, in place: each :class:`RepConv` becomes the one 3x3
+        convolution it equals in eval mode, so the state dict is that of ``reparam=False``."""
+        for i, layer in enumerate(self.denoise):
+            if isinstance(layer, RepConv):
+                self.denoise[i] = layer.folded()
+        return self
 
     def log_gains(self, x: torch.Tensor, grid: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
         """Each pixel's log gains ``(B, 4, H, W)``: the grid sliced at its place and brightness.
@@ -236,7 +292,7 @@ register(
         tile_safe=False,
         overlap=_OVERLAP,
         recipe=TrainRecipe(loss=L1Loss, lr=2e-3, patch=256, batch=8, steps=4000, schedule="cosine", gamma=0.01,
-                           ema=0.999, **_MIX),
+                           ema=0.999, train_hparams={"reparam": True}, **_MIX),
     )
 )
 
@@ -251,6 +307,6 @@ register(
         size_multiple=4,
         tile_safe=False,
         overlap=72,  # reach 17 px (5 without the quarter-resolution branch): a dead margin of 72 // 4 = 18
-        recipe=TrainRecipe(loss=L1Loss, lr=1e-3, patch=32, batch=2, steps=20),
+        recipe=TrainRecipe(loss=L1Loss, lr=1e-3, patch=32, batch=2, steps=20, train_hparams={"reparam": True}),
     )
 )

@@ -134,6 +134,21 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def trained_network(spec: registry.ModelSpec, config: TrainConfig) -> nn.Module:
+    """A fresh network in the form the run trains: the recipe's training form from scratch
+    (``TrainRecipe.train_hparams``), the inference form when it fine-tunes a weights file (``--init``)."""
+    return spec.create(train=config.init is None)
+
+
+def inference_state(spec: registry.ModelSpec, config: TrainConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A run's weights in the inference form: folded (the network's ``fold()``) when it trained another."""
+    if config.init is not None or not spec.recipe.train_hparams:
+        return state
+    net = trained_network(spec, config)
+    net.load_state_dict(state)
+    return net.eval().fold().state_dict()
+
+
 def export(run_dir: Path) -> tuple[Path, str, str]:
     """Write ``run_dir/export/<model>.safetensors`` from ``best.pt`` and a weights.toml entry for it.
 
@@ -159,7 +174,7 @@ def export(run_dir: Path) -> tuple[Path, str, str]:
     tag = "mix" if mixture["lol"] < 1.0 else "synthetic" if config.synthetic is not None else config.dataset
     filename = f"{spec.name}-{tag}.safetensors"
     path = run_dir / "export" / filename
-    sha = save_weights(best["model"], path, arch=spec.name, hparams=hparams)
+    sha = save_weights(inference_state(spec, config, best["model"]), path, arch=spec.name, hparams=hparams)
     entry = {
         "arch": spec.name,
         "default": True,

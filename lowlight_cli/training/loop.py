@@ -26,7 +26,8 @@ from .. import context, registry, weights
 from ..errors import TrainingError, UsageError
 from ..images import check_writable_folder
 from .checkpoints import (
-    RunLog, TrainState, command_line, export, jsonable, load_checkpoint, restore, save_best, save_last, write_config_json,
+    RunLog, TrainState, command_line, export, jsonable, load_checkpoint, restore, save_best, save_last, trained_network,
+    write_config_json,
 )
 from .config import TrainConfig, lr_at, resolve, resume_config
 from .data import Images, load_split, sample_batch, sample_views
@@ -123,7 +124,7 @@ def _setup(config: TrainConfig, data: _Data, ranks: Ranks, device: torch.device,
     """Model, objective, optimizer and weight average, from the seed, then ``last.pt`` or ``--init``."""
     spec = registry.get(config.model)
     torch.manual_seed(config.seed)
-    net = spec.create().to(device)
+    net = trained_network(spec, config).to(device)
     if config.view and not context.glances(net):
         raise UsageError(f"--view {config.view}: {spec.name} does not glance at the whole picture", "leave --view at 0")
     loss_fn = spec.recipe.loss().to(device)
@@ -137,7 +138,7 @@ def _setup(config: TrainConfig, data: _Data, ranks: Ranks, device: torch.device,
         init = weights.init_from(net, config.init, arch=spec.name)
     if config.ema:
         # The weight average starts as a copy and follows net; it is what validation and export see.
-        state.avg = spec.create().to(device)
+        state.avg = trained_network(spec, config).to(device)
         state.avg.load_state_dict(resumed["ema"] if resumed is not None else net.state_dict())
         state.avg.eval()
     fast = EngineForward(net, engine)
