@@ -501,3 +501,51 @@ def test_the_recorded_command_gives_warmup_and_view_back(tmp_path):
         result = CliRunner().invoke(cli.app, shlex.split(cli_command(config))[1:])
     assert result.exit_code == 0, result.output
     assert resolve(seen[0]) == config
+
+
+def _tiny_lol(root: Path, n: int = 6) -> Path:
+    """A LOL layout made here: ``n`` 40x48 pairs (the input a tenth of the target), scenes of two."""
+    rng = np.random.default_rng(1)
+    for sub in ("low", "high"):
+        (root / "our485" / sub).mkdir(parents=True)
+    for i in range(n):
+        high = cv2.resize(rng.uniform(60, 230, size=(5, 6, 3)).astype(np.float32), (48, 40), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / "our485" / "high" / f"{i}.png"), np.clip(high, 0, 255).astype(np.uint8))
+        cv2.imwrite(str(root / "our485" / "low" / f"{i}.png"), np.clip(high / 10, 0, 255).astype(np.uint8))
+    (root / "scenes.csv").write_text("id,scene\n" + "".join(f"{i},{i // 2}\n" for i in range(n)))
+    return root
+
+
+def test_targets_replace_what_real_pairs_train_towards_and_nothing_else(tmp_path):
+    """--targets (distillation): a real pair trains towards its image in the folder, a synthetic pair
+    still towards the clean image it was made from, and validation still scores against high/."""
+    from lowlight_cli.errors import DatasetError
+    from lowlight_cli.training.config import cli_command
+    from lowlight_cli.training.data import load_split
+
+    root = _tiny_lol(tmp_path / "lol")
+    targets = tmp_path / "teacher"
+    targets.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(targets / f"{i}.png"), np.full((40, 48, 3), 201, np.uint8))
+    config = resolve(TrainConfig(model="msrnet_tiny", out=tmp_path / "run", data_dir=root, targets=targets, val_fraction=0.3))
+    split = load_split(config)
+    assert all(float(h.std()) > 1 for h in split.val.high)  # validation keeps the real targets
+    real = {"identity": 0.0, "global": 0.0, "spatial": 0.0, "lol": 1.0}
+    _, high = sample_batch(split.train, np.random.default_rng(0), batch=4, patch=16, downscale=1, mixture=real)
+    assert torch.all(high == 201 / 255)
+    ident = {"identity": 1.0, "global": 0.0, "spatial": 0.0, "lol": 0.0}
+    low, high = sample_batch(split.train, np.random.default_rng(0), batch=4, patch=16, downscale=1, mixture=ident)
+    assert torch.equal(low, high) and float(high.std()) > 0.01  # made from the high/ images
+    assert f"--targets {targets} " in cli_command(config) + " "
+    entry = tomllib.loads(export(fit(dataclasses.replace(config, steps=2, batch=2, patch=16, val_every=2, ckpt_every=2,
+                                                        threads=1, device="cpu")))[2])
+    assert f"--targets {targets}" in next(iter(entry["weights"].values()))["train_command"]
+    (targets / "5.png").unlink()
+    with pytest.raises(DatasetError, match="no target for 1 of the 6 pairs"):
+        load_split(config)
+    cv2.imwrite(str(targets / "5.png"), np.full((20, 48, 3), 201, np.uint8))
+    with pytest.raises(DatasetError, match="its pair 48x40"):
+        load_split(config)
+    with pytest.raises(UsageError, match="--synthetic has none"):
+        resolve(TrainConfig(model="msrnet_tiny", out=tmp_path / "s", synthetic=targets, targets=targets))

@@ -29,7 +29,9 @@ class TrainConfig:
     ``data_dir``: the LOL root (holding ``our485/`` and ``scenes.csv``); ``None`` searches
     :func:`data.default_lol_roots`. ``synthetic``: a folder of normal-light photos; pairs are then made
     by :func:`pairs.darken` and ``data_dir`` is unused. ``photos``: normal-light photos added to the LOL
-    targets as sources of the mixture's synthetic pairs. ``steps`` counts optimizer steps; ``batch`` is per
+    targets as sources of the mixture's synthetic pairs. ``targets``: a folder holding, for each LOL pair,
+    an image of the same name and size that replaces its ``high/`` image as what the network learns to
+    give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``. ``steps`` counts optimizer steps; ``batch`` is per
     process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
@@ -41,6 +43,7 @@ class TrainConfig:
     data_dir: Path | None = None
     synthetic: Path | None = None
     photos: Path | None = None
+    targets: Path | None = None
     steps: int | None = None
     batch: int | None = None
     patch: int | None = None
@@ -83,7 +86,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        for k in ("out", "data_dir", "synthetic", "photos", "init"):
+        for k in ("out", "data_dir", "synthetic", "photos", "targets", "init"):
             if d.get(k) is not None:
                 d[k] = Path(d[k])
         if d.get("milestones") is not None:
@@ -129,6 +132,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"view must be 0 or at least the patch ({c.patch}) with no input downscale, got {c.view}", None)
     if c.engine not in ENGINES:
         raise UsageError(f"unknown engine {c.engine!r}", f"use one of {', '.join(ENGINES)}")
+    if c.targets is not None and c.synthetic is not None:
+        raise UsageError("--targets replaces the LOL pairs' high/ images; --synthetic has none", "drop one of them")
     if c.train_only and c.init is None:
         raise UsageError(f"--train-only {c.train_only}: the rest of the network would stay random", "give --init FILE")
     return c
@@ -208,6 +213,7 @@ def cli_command(config: TrainConfig) -> str:
     else:
         args += ["--dataset", config.dataset] + (["--data-dir", str(config.data_dir)] if config.data_dir else [])
     args += ["--photos", str(config.photos)] if config.photos is not None else []
+    args += ["--targets", str(config.targets)] if config.targets is not None else []
     args += ["--out", str(config.out)] + (["--init", str(config.init)] if config.init is not None else [])
     args += ["--train-only", config.train_only] if config.train_only else []
     names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]

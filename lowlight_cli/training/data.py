@@ -35,15 +35,17 @@ def read_rgb(path: Path) -> np.ndarray:
 
 @dataclass
 class Images:
-    """Decoded images kept in memory: ``high[i]`` always; ``low[i]`` for real pairs, None for synthetic."""
+    """Decoded images kept in memory: ``high[i]`` always; ``low[i]`` for real pairs, None for synthetic;
+    ``target[i]`` what a real pair trains towards when it is not ``high[i]`` (``--targets``), else None."""
 
     stems: list[str]
     high: list[np.ndarray]
     low: list[np.ndarray] | None
+    target: list[np.ndarray] | None = None
 
     def subset(self, idx: list[int]) -> Images:
-        return Images([self.stems[i] for i in idx], [self.high[i] for i in idx],
-                      None if self.low is None else [self.low[i] for i in idx])
+        pick = lambda images: None if images is None else [images[i] for i in idx]  # noqa: E731
+        return Images([self.stems[i] for i in idx], [self.high[i] for i in idx], pick(self.low), pick(self.target))
 
 
 def _decode_all(paths: list[Path]) -> list[np.ndarray]:
@@ -65,6 +67,24 @@ def load_photos(folder: Path) -> Images:
         raise DatasetError(f"{folder} holds {len(paths)} images", "synthetic training needs at least 2 (train + validation)")
     # Stems are paths below the folder, so kodak/01 and city/01 stay apart.
     return Images([p.relative_to(folder).with_suffix("").as_posix() for p in paths], _decode_all(paths), None)
+
+
+def load_targets(folder: Path, images: Images) -> list[np.ndarray]:
+    """``--targets``: for each pair, the image named as its stem in ``folder`` (any image suffix), which
+    must have its ``high/`` image's size."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder", "--targets takes a folder with one image per LOL pair, named as the pair")
+    found = {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    missing = [s for s in images.stems if s not in found]
+    if missing:
+        raise DatasetError(f"{folder} has no target for {len(missing)} of the {len(images.stems)} pairs (first: {missing[0]})",
+                           "make one per pair, e.g. lowlight enhance DATA/our485/low -o FOLDER --suffix '' --ext png")
+    targets = _decode_all([found[s] for s in images.stems])
+    for stem, t, h in zip(images.stems, targets, images.high):
+        if t.shape != h.shape:
+            raise DatasetError(f"target {found[stem]} is {t.shape[1]}x{t.shape[0]}, its pair {h.shape[1]}x{h.shape[0]}",
+                               "a target must have its pair's size")
+    return targets
 
 
 def read_scenes(path: Path) -> dict[str, str]:
@@ -121,6 +141,8 @@ def load_split(config: TrainConfig) -> Split:
         root = _lol_root(config)
         images = load_lol(root)
         scenes = read_scenes(root / "scenes.csv")
+        if config.targets is not None:
+            images.target = load_targets(Path(config.targets), images)
     train_idx, val_idx = split_by_scene(images.stems, scenes, fraction=config.val_fraction, seed=config.split_seed)
     photos = val_photos = None
     if config.photos is not None:
@@ -171,9 +193,13 @@ def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: st
     h, w = pool[i].shape[:2]
     y, x = int(rng.integers(h - rh + 1)), int(rng.integers(w - rw + 1))
     rot, flip = int(rng.integers(4)), int(rng.integers(2))
-    high = to_float(_dihedral(pool[i][y : y + rh, x : x + rw], rot, flip))
+
+    def cut(image: np.ndarray) -> np.ndarray:
+        return to_float(_dihedral(image[y : y + rh, x : x + rw], rot, flip))
+
     if real:
-        return to_float(_dihedral(images.low[i][y : y + rh, x : x + rw], rot, flip)), high
+        return cut(images.low[i]), cut(pool[i] if images.target is None else images.target[i])
+    high = cut(pool[i])
     return synthesize(high, kind, rng), high
 
 
