@@ -93,8 +93,15 @@ def test_a_run_from_scratch_trains_the_branched_form_and_exports_the_folded_one(
     x = torch.from_numpy(_sample(48, 64).transpose(2, 0, 1).copy())[None]
     with torch.no_grad():
         assert (net.eval()(x) - branched.eval()(x)).abs().max() < 1e-5
-    # A fine-tune (--init) trains the inference form, so its weights need no folding.
-    assert inference_state(spec, TrainConfig(model="lantern_tiny", out=run, init=path), state) is state
+    # A fine-tune (--init), and a run saved before the training form existed, train the inference form:
+    # their weights need no folding, and such a run still exports and resumes.
+    from lowlight_cli.training.config import resolve
+
+    assert resolve(TrainConfig(model="lantern_tiny", out=run, init=path)).train_form is False
+    assert inference_state(spec, resolve(TrainConfig(model="lantern_tiny", out=run, init=path)), state) is state
+    old = dict(best["config"])
+    del old["train_form"]
+    assert TrainConfig.from_dict(old).train_form is False
 
 
 def test_interpolation_rows_are_a_partition_of_unity_that_follows_the_box():

@@ -135,14 +135,14 @@ def jsonable(value: Any) -> Any:
 
 
 def trained_network(spec: registry.ModelSpec, config: TrainConfig) -> nn.Module:
-    """A fresh network in the form the run trains: the recipe's training form from scratch
-    (``TrainRecipe.train_hparams``), the inference form when it fine-tunes a weights file (``--init``)."""
-    return spec.create(train=config.init is None)
+    """A fresh network in the form the run trains (``config.train_form``, resolved): the recipe's training
+    form (``TrainRecipe.train_hparams``) from scratch, the inference form when fine-tuning (``--init``)."""
+    return spec.create(train=bool(config.train_form))
 
 
 def inference_state(spec: registry.ModelSpec, config: TrainConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A run's weights in the inference form: folded (the network's ``fold()``) when it trained another."""
-    if config.init is not None or not spec.recipe.train_hparams:
+    if not config.train_form:
         return state
     net = trained_network(spec, config)
     net.load_state_dict(state)

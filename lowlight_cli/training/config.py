@@ -35,6 +35,9 @@ class TrainConfig:
     process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
+    ``train_form``: the network trains in its recipe's training form (``TrainRecipe.train_hparams``) and
+    is folded at export; resolved to True for a run from scratch of a model that has one, False for a
+    fine-tune (``--init``) and for runs saved before it existed.
     """
 
     model: str
@@ -73,6 +76,7 @@ class TrainConfig:
     threads: int = 0
     device: str = "auto"
     resume: bool = False
+    train_form: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -95,7 +99,7 @@ class TrainConfig:
         d.setdefault("clip_grad", 0.0)
         # Runs saved before these existed: step decays, no average, LOL pairs only.
         for k, v in (("schedule", "step"), ("ema", 0.0), ("mix_identity", 0.0), ("mix_global", 0.0), ("mix_spatial", 0.0),
-                     ("train_only", ""), ("view", 0)):
+                     ("train_only", ""), ("view", 0), ("train_form", False)):
             d.setdefault(k, v)
         return cls(**d)
 
@@ -112,6 +116,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"{spec.name} has no training recipe", "`lowlight models` lists the learned models")
     filled = {f: getattr(spec.recipe, f) if getattr(config, f) is None else getattr(config, f) for f in RECIPE_FIELDS}
     c = dataclasses.replace(config, model=spec.name, **filled)
+    if c.train_form is None:
+        c = dataclasses.replace(c, train_form=c.init is None and bool(spec.recipe.train_hparams))
     for name in ("steps", "batch", "patch", "val_every", "ckpt_every", "log_every", "input_downscale"):
         if getattr(c, name) < 1:
             raise UsageError(f"{name} must be >= 1, got {getattr(c, name)}", None)
