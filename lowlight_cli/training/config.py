@@ -31,8 +31,8 @@ class TrainConfig:
     by :func:`pairs.darken` and ``data_dir`` is unused. ``photos``: normal-light photos added to the LOL
     targets as sources of the mixture's synthetic pairs. ``targets``: a folder holding, for each LOL pair,
     an image of the same name and size that replaces its ``high/`` image as what the network learns to
-    give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``. ``steps`` counts optimizer steps; ``batch`` is per
-    process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
+    give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``.
+    ``steps`` counts optimizer steps; ``batch`` is per process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
     ``train_form``: the network trains in its recipe's training form (``TrainRecipe.train_hparams``) and
