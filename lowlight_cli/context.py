@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+T = TypeVar("T")
 
 # A cell in tile-local fractions: ((top, bottom), (left, right)), 0..1 of the tile as the net sees it.
 Cell = tuple[tuple[float, float], tuple[float, float]]
@@ -222,6 +225,16 @@ class Glance(nn.Module):
                            torch.full_like(x[:, 0, 0, 0], h), torch.full_like(x[:, 0, 0, 0], w)], dim=1)
         return glance_of(x, self.size), box
 
+    def once(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()``, computed once per picture: inside :func:`glancing` every tile gets the value the
+        first tile computed (what depends on the glance alone: Lantern's grid), elsewhere it is computed.
+        ``key`` names the value and must change with whatever else it depends on (the batch, the dtype)."""
+        if self.given is None:
+            return make()
+        if key not in self.given.memo:
+            self.given.memo[key] = make()
+        return self.given.memo[key]
+
 
 def glance_of(x: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, C, size, size)``: output pixel ``i`` of a side of ``n`` is the mean of input
@@ -251,6 +264,7 @@ class _Glancing:
     def __init__(self, glance: torch.Tensor, height: int, width: int) -> None:
         self.glance, self.height, self.width = glance, height, width
         self.box = torch.tensor([[0.0, 0.0, height, width]])
+        self.memo: dict[tuple[Any, ...], Any] = {}  # Glance.once's values for this picture
 
     @classmethod
     def of_views(cls, glance: torch.Tensor, box: torch.Tensor) -> _Glancing:

@@ -405,11 +405,11 @@ def macs_per_pixel(spec: registry.ModelSpec) -> float:
     for side in sides:
         try:
             with torch.device("meta"):
-                totals.append(count_macs(spec.create(), torch.zeros(1, 3, side, side)))
+                totals.append(count_macs(spec.create().eval(), torch.zeros(1, 3, side, side)))
         # Meta tensors raise NotImplementedError for ops without a meta kernel and RuntimeError on data
         # access (.item()); real zeros on CPU then give the same count.
         except (NotImplementedError, RuntimeError):
-            totals.append(count_macs(spec.create(), torch.zeros(1, 3, side, side)))
+            totals.append(count_macs(spec.create().eval(), torch.zeros(1, 3, side, side)))
     (a, b), (ta, tb) = (s * s for s in sides), totals
     slope = (tb - ta) / (b - a)
     fixed = max(0.0, ta - slope * a)

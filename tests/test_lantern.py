@@ -145,6 +145,31 @@ def test_tiles_give_one_pass(backend, tmp_path, monkeypatch):
         assert np.array_equal(np.round(one * 255).astype(np.uint8), np.round(many * 255).astype(np.uint8))
 
 
+def test_the_grid_is_the_mean_over_the_glance_turned_and_is_predicted_once_per_picture(monkeypatch):
+    """In eval mode the grid network's prediction is averaged over the glance's 8 flips and quarter
+    turns, each turned back: turning the picture then turns its grid exactly (the exposure choice does
+    not hang on the orientation), and every tile of a picture shares the one prediction."""
+    spec = registry.get("lantern_tiny")
+    net = seeded_net(spec).eval()
+    glance = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        grid, affine = net.predict(glance)
+        assert (net.grid(glance)[0] - grid).abs().max() > 1e-3  # not the glance seen once
+        for turn in range(4):
+            for mirrored in (False, True):
+                seen, expect = torch.rot90(glance, turn, (2, 3)), torch.rot90(grid, turn, (2, 3))
+                seen, expect = (seen.flip(3), expect.flip(3)) if mirrored else (seen, expect)
+                g, a = net.predict(seen)
+                assert torch.allclose(g, expect, atol=1e-5) and torch.allclose(a, affine, atol=1e-5)
+    calls = []
+    forward = type(net.grid).forward
+    monkeypatch.setattr(type(net.grid), "forward", lambda self, g: calls.append(g.shape[0]) or forward(self, g))
+    tiled = Enhancer(spec, net, RunOptions(device="cpu", tile=2 * spec.overlap, backend="torch"), "t")
+    assert tiled.plan(151, 233)[0] < 151
+    tiled(_sample(151, 233))
+    assert calls == [1] * 8  # the 8 views once, for all the tiles
+
+
 def test_a_tile_sees_the_whole_picture_not_itself():
     """Without the glance a tile would see only its own crop: the right half of a picture whose left
     half is dark comes out differently alone than inside the picture."""

@@ -427,6 +427,39 @@ def test_mixture_fractions_shape_the_batch(photos, tmp_path):
         resolve(tiny_config(photos, tmp_path, mix_identity=0.6, mix_global=0.6))
 
 
+def test_lowkey_pairs_are_graded_photos_that_are_their_own_target(photos, tmp_path):
+    """--lowkey: that share of the identity pairs is a photo graded darker (white kept, no noise) and
+    trained to come back as it is; the LOL images stay plain identity pairs, and 0 draws nothing extra."""
+    from lowlight_cli.training.config import cli_command
+    from lowlight_cli.training.data import Images
+    from lowlight_cli.training.pairs import lowkey
+
+    white = np.full((40, 48, 3), 255, np.uint8)
+    lol = Images(["a", "b"], [white, white], None)
+    ident = {"identity": 1.0, "global": 0.0, "spatial": 0.0, "lol": 0.0}
+    photo_images = load_photos(photos)
+    low, high = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident,
+                             photos=photo_images, lowkey=1.0)
+    assert torch.equal(low, high)  # its own target
+    assert (low < 1.0).all()  # every one from the photos (none of the white LOL images), graded
+    plain = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident, photos=photo_images)
+    again = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident,
+                         photos=photo_images, lowkey=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(plain, again))
+    assert (plain[0] == 1.0).any()  # without it some identity pairs are the white LOL images
+    rgb = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16, 1).repeat(3, axis=2)
+    graded = lowkey(rgb, np.random.default_rng(1))
+    assert graded.max() == 1.0 and graded.min() == 0.0  # white stays white, black black
+    assert (graded <= rgb + 1 / 510).all() and graded.mean() < 0.9 * rgb.mean()  # darker, never lighter
+    def config(**kw) -> TrainConfig:
+        return resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, **({"photos": photos, "mix_identity": 0.5} | kw)))
+
+    assert "--lowkey 0.5" in cli_command(config(lowkey=0.5))
+    for bad in ({"lowkey": 1.5}, {"mix_identity": 0.0, "lowkey": 0.5}, {"photos": None, "lowkey": 0.5}):
+        with pytest.raises(UsageError):
+            config(**bad)
+
+
 def test_selection_score_caps_identity_and_uses_every_set():
     assert selection_score({"lol": 20.0}) == 20.0
     assert selection_score({"lol": 20.0, "identity": 50.0, "mixed": 23.0}) == pytest.approx((20 + 32 + 23) / 3)

@@ -32,6 +32,7 @@ class TrainConfig:
     targets as sources of the mixture's synthetic pairs. ``targets``: a folder holding, for each LOL pair,
     an image of the same name and size that replaces its ``high/`` image as what the network learns to
     give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``.
+    ``lowkey``: the share of identity pairs made low-key (:func:`pairs.lowkey`) from the ``photos``.
     ``steps`` counts optimizer steps; ``batch`` is per process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
@@ -62,6 +63,7 @@ class TrainConfig:
     mix_global: float | None = None
     mix_spatial: float | None = None
     view: int | None = None
+    lowkey: float = 0.0
     engine: str = "auto"
     init: Path | None = None
     train_only: str = ""
@@ -138,6 +140,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"view must be 0 or at least the patch ({c.patch}) with no input downscale, got {c.view}", None)
     if c.engine not in ENGINES:
         raise UsageError(f"unknown engine {c.engine!r}", f"use one of {', '.join(ENGINES)}")
+    if not 0.0 <= c.lowkey <= 1.0:
+        raise UsageError(f"lowkey must be in [0, 1], got {c.lowkey}", "it is the share of identity pairs made low-key")
+    if c.lowkey and (c.photos is None or not c.mix_identity):
+        raise UsageError("--lowkey makes some identity pairs from --photos", "give --photos and --mix-identity above 0")
     if c.targets is not None and c.synthetic is not None:
         raise UsageError("--targets replaces the LOL pairs' high/ images; --synthetic has none", "drop one of them")
     if c.train_only and c.init is None:
@@ -225,6 +231,7 @@ def cli_command(config: TrainConfig) -> str:
     names = ["steps", "batch", "patch", "lr", "clip_grad", "seed", "val_every", "ckpt_every"]
     names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
     names += ["view"] if config.view else []
+    names += ["lowkey"] if config.lowkey else []
     names += ["warmup"] if config.warmup else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]

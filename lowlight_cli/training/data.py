@@ -179,11 +179,18 @@ def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
 
 
-def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixture: dict[str, float] | None) -> tuple[str, bool, int]:
-    """An item's kind of pair, whether it is a real LOL pair, and its image's index in ``pool``."""
+def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixture: dict[str, float] | None,
+          lowkey: float) -> tuple[str, bool, int]:
+    """An item's kind of pair, whether it is a real LOL pair, and its image's index in ``pool``. An identity
+    pair becomes, with probability ``lowkey``, a ``lowkey`` one made from one of the photos (which follow
+    the LOL images in ``pool``)."""
     kind = pick_kind(mixture, rng)
     real = kind == "lol" and images.low is not None
-    return kind, real, int(rng.integers(len(images.high) if real else len(pool)))
+    i = int(rng.integers(len(images.high) if real else len(pool)))
+    n = len(images.high)
+    if kind == "identity" and lowkey > 0 and len(pool) > n and rng.random() < lowkey:
+        return "lowkey", False, n + int(rng.integers(len(pool) - n))
+    return kind, real, i
 
 
 def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: str, rng: np.random.Generator,
@@ -199,8 +206,7 @@ def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: st
 
     if real:
         return cut(images.low[i]), cut(pool[i] if images.target is None else images.target[i])
-    high = cut(pool[i])
-    return synthesize(high, kind, rng), high
+    return synthesize(cut(pool[i]), kind, rng)
 
 
 def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
@@ -211,14 +217,15 @@ def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
 
 def sample_batch(
     images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int,
-    mixture: dict[str, float] | None = None, photos: Images | None = None,
+    mixture: dict[str, float] | None = None, photos: Images | None = None, lowkey: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A random batch: ``low (B, 3, patch, patch)`` and ``high (B, 3, patch*k, patch*k)``, float in [0, 1].
 
     Each item: its kind drawn from ``mixture`` (see :meth:`TrainConfig.mixture`; a real pair when
     absent), an image drawn uniformly (with replacement; synthetic kinds draw from ``images`` and
-    ``photos`` together), a random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the
-    input of a synthetic pair made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a
+    ``photos`` together; a ``lowkey`` share of the identity pairs are low-key grades of ``photos``), a
+    random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the input of a synthetic pair
+    made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a
     bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
     """
     crop = patch * downscale
@@ -226,7 +233,7 @@ def sample_batch(
     stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs = [], []
     for _ in range(batch):
-        kind, real, i = _pick(images, pool, rng, mixture)
+        kind, real, i = _pick(images, pool, rng, mixture, lowkey)
         _check_size(pool[i], crop, stems[i])
         low, high = _region(images, pool, i, real, kind, rng, crop, crop)
         if downscale > 1:
@@ -238,7 +245,7 @@ def sample_batch(
 
 def sample_views(
     images: Images, rng: np.random.Generator, *, batch: int, patch: int, view: int,
-    mixture: dict[str, float] | None = None, photos: Images | None = None,
+    mixture: dict[str, float] | None = None, photos: Images | None = None, lowkey: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """A batch for a network that glances at the whole picture (:class:`..context.Glance`): as
     :func:`sample_batch`, but each crop is cut from a *view*, and the view's input is returned too so
@@ -254,7 +261,7 @@ def sample_views(
     stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs, views, boxes = [], [], [], []
     for _ in range(batch):
-        kind, real, i = _pick(images, pool, rng, mixture)
+        kind, real, i = _pick(images, pool, rng, mixture, lowkey)
         _check_size(pool[i], patch, stems[i])
         h, w = pool[i].shape[:2]
         low_view, high_view = _region(images, pool, i, real, kind, rng, min(h, view), min(w, view))

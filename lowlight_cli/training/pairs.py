@@ -9,6 +9,8 @@ stays high where :func:`lit_mask` (lamps, lit subjects, a sky) is 1.
 A batch mixes kinds of pair (:func:`synthesize`, drawn by :func:`pick_kind`): ``identity`` (a
 well-exposed image is its own input), ``global`` (one exposure from LOL-dark to unchanged),
 ``spatial`` (lamps and skies stay lit) and ``lol`` (LOL-dark, or the real LOL input where there is one).
+A share of the identity pairs may be ``lowkey`` (:func:`lowkey`): a photo graded darker but still
+correctly exposed, its own target, so that dark-toned does not read as under-exposed.
 
 Plain numpy on ``(H, W, 3)`` float32 arrays in [0, 1]; every random number comes from the
 ``numpy.random.Generator`` passed in, so the same generator state gives the same pair. Example::
@@ -28,6 +30,7 @@ LOL_EXPOSURE = (0.02, 0.2)   # LOL-dark: 1/50 to 1/5 of the light
 WIDE_EXPOSURE = (0.02, 1.0)  # from LOL-dark to unchanged
 LIT_EXPOSURE = (0.5, 1.0)    # the lit part of a spatially varying exposure
 LINEARIZE = 2.2  # a well-exposed image's values to the power of this: approximately linear light
+LOWKEY_GAMMA = (1.2, 2.2)    # the low-key grade's exponent
 
 
 def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,13 +107,28 @@ def darken_traced(
     return (np.round(out * 255.0) / 255.0).astype(np.float32), Darkening(k, g)
 
 
-def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """The input of a synthetic pair of ``kind`` (``identity``, ``global``, ``spatial``, ``lol``) for ``high``."""
+def lowkey(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A low-key grade of a well-exposed image: ``rgb ** g``, ``g`` uniform in :data:`LOWKEY_GAMMA`, in 8 bits.
+
+    Mid-tones and shadows go darker while white stays white and no noise is added: what a dark-toned
+    photo that is correctly exposed looks like (a black shirt in a studio, a canal at dusk), where an
+    under-exposed one has dim highlights and noise.
+    """
+    graded = np.power(rgb, rng.uniform(*LOWKEY_GAMMA))
+    return (np.round(graded * 255.0) / 255.0).astype(np.float32)
+
+
+def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(input, target)`` of a synthetic pair of ``kind`` (``identity``, ``lowkey``, ``global``, ``spatial``,
+    ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``, whose grade is both."""
     if kind == "identity":
-        return high
+        return high, high
+    if kind == "lowkey":
+        graded = lowkey(high, rng)
+        return graded, graded
     if kind == "global":
-        return darken(high, rng, exposure=WIDE_EXPOSURE)
-    return darken(high, rng, spatial=kind == "spatial")
+        return darken(high, rng, exposure=WIDE_EXPOSURE), high
+    return darken(high, rng, spatial=kind == "spatial"), high
 
 
 def pick_kind(mixture: dict[str, float] | None, rng: np.random.Generator) -> str:
