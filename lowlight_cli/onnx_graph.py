@@ -31,6 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,19 +169,47 @@ class ContextGraph(nn.Module):
 class GlanceGraph(nn.Module):
     """The network with its :class:`context.Glance` given as graph inputs (one image at a time, its sides
     multiples of the model's size multiple): inputs ``image``, ``glance`` ``(1, 3, S, S)`` (the whole
-    picture's) and ``box`` ``(1, 4)`` (where this crop sits in it); output ``enhanced``. The tiler runs
-    every tile of such a model through it, one pass too (:meth:`inference.Enhancer._glanced`)."""
+    picture's), ``box`` ``(1, 4)`` (where this crop sits in it) and ``glance_value_K``, what the network
+    computes from the glance alone (:meth:`context.Glance.once`: Lantern's grid), computed once per
+    picture by torch (:func:`glance_values`) rather than by every tile; output ``enhanced``. The tiler
+    runs every tile of such a model through it, one pass too (:meth:`inference.Enhancer._glanced`).
+    ``layout``: the values' keys and how many tensors each holds, as :func:`glance_values` gives them."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, layout: list[tuple[tuple[Any, ...], int]]) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.layout = net, layout
 
-    def forward(self, x: torch.Tensor, glance: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, glance: torch.Tensor, box: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
         from . import context
 
         with context.glancing(self.net, glance, 0, 0) as given:
             given.box = box
+            rest = list(values)
+            for key, n in self.layout:
+                given.memo[key] = tuple(rest[:n])
+                del rest[:n]
             return self.net(x)
+
+
+def glance_values(spec: ModelSpec, net: nn.Module) -> tuple[list[tuple[tuple[Any, ...], int]], list[torch.Tensor]]:
+    """``(layout, tensors)``: what ``net`` computes from the glance given to it now (inside
+    :func:`context.glancing`) alone, flattened: each :meth:`context.Glance.once` key with its number of
+    tensors, and the tensors. Torch runs the net on a small crop inside that context to fill them."""
+    from . import context
+
+    given = context.current_glance(net)
+    if given is None:
+        raise RuntimeError("glance_values needs a glance given to the net (context.glancing)")
+    if not given.memo:
+        side = 2 * max(spec.size_multiple, 8)
+        with torch.no_grad():
+            net(torch.zeros(1, 3, side, side, dtype=given.glance.dtype))
+    layout, tensors = [], []
+    for key, value in given.memo.items():
+        parts = value if isinstance(value, tuple) else (value,)
+        layout.append((key, len(parts)))
+        tensors += [p.detach().to("cpu", torch.float32) for p in parts]
+    return layout, tensors
 
 
 def context_shapes(spec: ModelSpec, net: nn.Module) -> list[tuple[int, ...]]:
@@ -225,14 +254,17 @@ def export_onnx(spec: ModelSpec, net: nn.Module, path: Path, *, label: str, over
     elif kind == "glance":
         from . import context
 
-        model = GlanceGraph(net)
         m = spec.size_multiple
         size = context.glances(net)[0].size
-        args = (example[:1, :, : example.shape[2] // m * m, : example.shape[3] // m * m], torch.rand(1, 3, size, size),
-                torch.tensor([[8.0, 16.0, 1000.0, 1500.0]]))
+        glance = torch.rand(1, 3, size, size)
+        with context.glancing(net, glance, 0, 0):
+            layout, values = glance_values(spec, net)
+        model = GlanceGraph(net, layout)
+        args = (example[:1, :, : example.shape[2] // m * m, : example.shape[3] // m * m], glance,
+                torch.tensor([[8.0, 16.0, 1000.0, 1500.0]]), *values)
         rows, cols = torch.export.Dim("rows", min=1, max=2**16 // m), torch.export.Dim("cols", min=1, max=2**16 // m)
-        dims = {"x": {2: m * rows, 3: m * cols}, "glance": None, "box": None}
-        inputs, outputs = [INPUT, "glance", "box"], [OUTPUT]
+        dims = {"x": {2: m * rows, 3: m * cols}, "glance": None, "box": None, "values": tuple([None] * len(values))}
+        inputs, outputs = [INPUT, "glance", "box", *(f"glance_value_{k}" for k in range(len(values)))], [OUTPUT]
     else:
         measure = kind == "measure"
         model = ContextGraph(net, measure=measure)
@@ -399,7 +431,9 @@ class OnnxForward:
         x = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
         seen = context.current_glance(self.net)
         if seen is not None:
+            _, values = glance_values(self.spec, self.net)  # torch fills them at a picture's first tile
             feed = {INPUT: x, "glance": seen.glance.float().numpy(), "box": seen.box.float().numpy()}
+            feed |= {f"glance_value_{k}": v.numpy() for k, v in enumerate(values)}
             return torch.from_numpy(self._run("glance", feed)[0])
         ctx = context.current(self.net)
         if ctx is None:

@@ -143,6 +143,11 @@ def test_tiles_give_one_pass(backend, tmp_path, monkeypatch):
     assert np.abs(one - many).max() <= 2e-6  # float rounding, times the seeded net's large gains
     if backend == "onnx":
         assert np.array_equal(np.round(one * 255).astype(np.uint8), np.round(many * 255).astype(np.uint8))
+        import onnxruntime as ort
+
+        [graph] = (tmp_path / "onnx").glob("*-glance.onnx")
+        names = [i.name for i in ort.InferenceSession(str(graph)).get_inputs()]
+        assert {"glance_value_0", "glance_value_1"} <= set(names)  # the grid is given, not run by every tile
 
 
 def test_the_grid_is_the_mean_over_the_glance_turned_and_is_predicted_once_per_picture(monkeypatch):
