@@ -84,6 +84,8 @@ def test_max_pixels_default_is_the_librarys():
 def test_shell_completion_can_be_shown_installed_and_completes(cli, monkeypatch):
     # As the `lowlight` script, not `python -m pytest`: click names the program after __main__'s package.
     monkeypatch.setattr(sys.modules["__main__"], "__package__", None)
+    # As a bash user sees it: typer finds the shell from the process tree, which a detached run has not.
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
     code, out, _ = cli("-h")
     assert code == 0 and "--install-completion" in out and "--show-completion" in out
     code, out, _ = cli("--show-completion", "bash")
