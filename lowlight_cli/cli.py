@@ -39,7 +39,7 @@ WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Explicit 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 TileOpt = Annotated[int, typer.Option("--tile", help="Tile side in pixels; 0: one pass if the image fits --memory, else the largest tile that does.")]
 MemoryOpt = Annotated[Optional[float], typer.Option("--memory", help="GB one image may use (default: a quarter of the RAM or of a container's memory limit, or half the GPU's memory); sets the tiling.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default 0: all cores).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default 0: the cores other processes are not using now).")]
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Pixels shared by neighbouring tiles (default: the model's).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, or fp16/bf16 on CUDA (falls back to fp32 on NaN/inf).")]
 ScaleOpt = Annotated[Optional[int], typer.Option("--scale", help="Output scale (default: the model's native scale).")]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from lowlight_cli import __version__
 
@@ -95,3 +96,22 @@ def test_shell_completion_can_be_shown_installed_and_completes(cli, monkeypatch)
     monkeypatch.setenv("COMP_CWORD", "2")
     code, out, _ = cli()
     assert code == 0 and out.split() == ["--max-pixels"]
+
+
+def test_default_threads_leave_out_the_cores_other_processes_keep_busy(monkeypatch):
+    """--threads 0 (the default): this process's cores less the busy ones, read from /proc/stat."""
+    from lowlight_cli import inference
+
+    stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 90 0 10 0 0 0 0 0 5 0\ncpu1 5 0 5 88 2 0 0 0 0 0\nintr 1 2\n"
+    assert inference.cpu_times(stat) == {0: (100, 0), 1: (100, 90)}
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        for busy, expected in ((None, 4), (0.3, 4), (1.2, 3), (3.9, 1)):
+            monkeypatch.setattr(inference, "busy_cores", lambda busy=busy: busy)
+            inference.set_threads(0)
+            assert torch.get_num_threads() == expected
+        inference.set_threads(2)  # asked for: as asked, whatever is busy
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
