@@ -46,8 +46,9 @@ Same network at inference, a better one trained: held-out LOL 20.86 against 20.3
 Ours too: at inference the grid is predicted for the glance seen eight ways (quarter turns, mirrored)
 and averaged, each turned back (:meth:`Lantern.predict`, ``views``): the exposure choice no longer hangs
 on the picture's orientation. On the held-out sets (``bench/bench_holdout.py``) it took run B's (the
-lantern.mix of the time) worst well-exposed photo from 24.42 to 26.76 dB and mixed exposure from 17.93 to 18.16, for 0.07 dB of
-held-out LOL (20.47 to 20.40). Tiles share the one prediction (:meth:`..context.Glance.once`).
+lantern.mix of the time) worst well-exposed photo from 24.42 to 26.76 dB and mixed exposure from 17.93
+to 18.16, for 0.07 dB of held-out LOL (20.47 to 20.40). Tiles share the one prediction
+(:meth:`..context.Glance.once`).
 
 Cost at full resolution: about 4.2 k multiply-accumulates per pixel (``lowlight models --macs``, the
 global part included at 12 MP: it is a fixed 1.6 GMAC for the eight views whatever the photo's size).
