@@ -186,6 +186,8 @@ def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixt
     the LOL images in ``pool``)."""
     kind = pick_kind(mixture, rng)
     real = kind == "lol" and images.low is not None
+    # The index is drawn before the low-key choice, so runs without --lowkey keep their batches and the
+    # bundled lantern.mix's command (trained this way) reproduces it.
     i = int(rng.integers(len(images.high) if real else len(pool)))
     n = len(images.high)
     if kind == "identity" and lowkey > 0 and len(pool) > n and rng.random() < lowkey:
