@@ -229,7 +229,8 @@ def enhance(
                 by = f"  (by {outcome.holder})" if outcome.holder else ""
                 out.print(f"{outcome.status:>7}  {job.src} -> {job.dst}{by}", highlight=False, markup=False)
     _print_not_read(not_read)
-    err.print(batch_summary(counts, busy), highlight=False, markup=False)
+    if len(jobs) > 1 or not failures:  # one input that failed: its error says all
+        err.print(batch_summary(counts, busy), highlight=False, markup=False)
     if failures:
         if len(jobs) > 1:
             err.print(f"{len(failures)} of {len(jobs)} inputs failed:", highlight=False)

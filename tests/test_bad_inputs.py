@@ -29,6 +29,7 @@ def one_error(err: str) -> str:
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, err
+    assert " failed in " not in err, err  # no batch summary line for what one input's error says
     assert any(line.startswith("Hint: ") for line in err.splitlines()), err
     return errors[0]
 
