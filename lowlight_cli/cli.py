@@ -24,7 +24,7 @@ from rich.text import Text
 from .errors import LowlightError
 
 app = typer.Typer(
-    help="Turn dark photos into well-exposed ones.",
+    help="Turn dark photos and videos into well-exposed ones.",
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -56,7 +56,7 @@ def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
-    """Turn dark photos into well-exposed ones."""
+    """Turn dark photos and videos into well-exposed ones."""
     if version:
         from . import __version__
 
@@ -296,14 +296,10 @@ def models(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    columns = ["name", "kind", "scales", "params", *(["MACs/px"] if macs else []), "weights", "lol_eval15", "summary"]
-    table = Table(title="lowlight models", caption=None if show_all else "test-only *_tiny variants: --all")
-    for col in columns:
-        # Names and figures stay on one line; only the summary wraps.
-        table.add_column(col, no_wrap=col != "summary")
+    cells = []
     for row in rows:
         scored = row["eval15_psnr"] is not None and row["eval15_ssim"] is not None
-        cells = {
+        cells.append({
             "name": ("  " if row["kind"] == "weights" else "") + row["name"] + (" (default)" if row["default"] else ""),
             "kind": row["kind"],
             "scales": ",".join(map(str, row["scales"])),
@@ -312,10 +308,30 @@ def models(
             "weights": row["weights"],
             "lol_eval15": f"{row['eval15_psnr']:.2f} / {row['eval15_ssim']:.3f}" if scored else "-",
             "summary": row["summary"],
-        }
-        table.add_row(*(cells[c] for c in columns))
+        })
+
+    def table(columns: list[str]) -> Table:
+        t = Table(title="lowlight models", caption=None if show_all else "test-only *_tiny variants: --all")
+        for col in columns:
+            t.add_column(col, no_wrap=col != "summary")  # names and figures stay on one line; only the summary wraps
+        for c in cells:
+            t.add_row(*(c[col] for col in columns))
+        return t
+
     # Piped output has no terminal width to respect (rich assumes 80): give it room for one line per model.
-    (out if out.is_terminal else Console(width=200, soft_wrap=True)).print(table)
+    console = out if out.is_terminal else Console(width=200, soft_wrap=True)
+    figures = ["name", "kind", "scales", "params", *(["MACs/px"] if macs else []), "weights", "lol_eval15"]
+    if console.measure(table(figures)).maximum + 40 <= console.width:
+        console.print(table([*figures, "summary"]))
+        return
+    # A narrow terminal: the summaries under the table, each beside its name, where they have room to wrap.
+    console.print(table(figures))
+    notes = Table.grid(padding=(0, 2))
+    notes.add_column(no_wrap=True)
+    notes.add_column()
+    for c in cells:
+        notes.add_row(c["name"], c["summary"])
+    console.print(notes)
 
 
 @app.command()

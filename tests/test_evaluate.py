@@ -313,6 +313,20 @@ def test_model_table_piped_keeps_one_line_per_model_and_marks_the_default(cli):
     assert "31.80 M" in lines["mirnet_paper"] and "learned" in lines["mirnet_paper"]
 
 
+def test_model_table_in_a_narrow_terminal_puts_the_summaries_under_it(cli, monkeypatch):
+    """At 80 columns the figures keep their columns and every summary is printed whole, beside its name."""
+    from rich.console import Console
+
+    from lowlight_cli import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "out", Console(width=80, force_terminal=True, color_system=None, soft_wrap=True))
+    code, out, _ = cli("models")
+    assert code == 0 and max(map(len, out.splitlines())) <= 80
+    flat = " ".join(out.split())
+    for row in evaluate.model_rows():
+        assert f"{row['name']}{' (default)' if row['default'] else ''} {' '.join(row['summary'].split())}" in flat
+
+
 def test_every_name_models_lists_is_taken_by_model(cli, tmp_path):
     """`lowlight models --all` lists each weights entry (mirnet.lol, mirnet.mix, ...) under its model, and
     `--model` takes every name listed: the planned output carries the entry's own label."""
