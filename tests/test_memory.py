@@ -1,6 +1,6 @@
 """The memory budget: its default, passes planned within it, ONNX Runtime's arena given back.
 
-The peak of whole runs against the budget is measured by bench/bench_memory.py (figures in the README)."""
+The peak of whole runs against the budget is measured by bench/bench_memory.py (figures in docs/performance.md)."""
 
 import os
 import subprocess
