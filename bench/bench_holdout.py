@@ -28,7 +28,10 @@ blind model, which must find the map and the curve itself.
 
 ``--darkened K`` adds ``dark clean`` and ``dark noisy``: the identity images shot with K times the light
 (:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over
-the original's (1: the photo's own exposure back; above 1: lifted past it).
+the original's (1: the photo's own exposure back; above 1: lifted past it), and ``x chroma``, its mean
+colourfulness over the original's (:func:`chroma`; 1: the colours back; under 1: greyer; colour noise
+left in a noisy photo's output counts as colour too). The darkening
+is a gain in the sRGB values, so a plain gain would bring a clean photo's colours back whole.
 """
 
 from __future__ import annotations
@@ -80,16 +83,17 @@ def main() -> None:
     if args.oracle:
         oracle(sets["mixed"], seed=config.split_seed)
     extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
-    extra_head += "".join(f" {k:>10s} {'x bright':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
+    extra_head += "".join(f" {k:>10s} {'x bright':>8s} {'x chroma':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'lol detail':>10s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
           f"{'mixed':>7s}{extra_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted, bright = {}, {}, {}
+        scores, fitted, bright, colour = {}, {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
             bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
+            colour[k] = [chroma(out) / max(chroma(high), 1e-6) for out, high in outs] if k.startswith("dark") else []
             scores[k] = [psnr(out, high) for out, high in outs]
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
             if k == "lol":
@@ -97,7 +101,7 @@ def main() -> None:
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
         extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
-        extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f}"
+        extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f} {np.mean(colour[k]):8.2f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
         print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail):10.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
@@ -127,6 +131,13 @@ def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.nd
     if rng is not None:
         linear = rng.poisson(linear * 1000.0) / 1000.0 + rng.normal(0.0, 0.004, size=linear.shape)
     return (np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2) * 255.0) / 255.0).astype(np.float32)
+
+
+def chroma(rgb: np.ndarray) -> float:
+    """Mean colourfulness of an sRGB image in [0, 1]: the CIE Lab chroma ``sqrt(a*^2 + b*^2)`` of each pixel,
+    averaged."""
+    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2LAB)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
 DETAIL_SIGMA = 8.0

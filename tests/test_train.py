@@ -427,6 +427,33 @@ def test_mixture_fractions_shape_the_batch(photos, tmp_path):
         resolve(tiny_config(photos, tmp_path, mix_identity=0.6, mix_global=0.6))
 
 
+def test_clean_pairs_are_global_darkenings_without_noise(photos, tmp_path):
+    """--clean: that share of the global pairs is darkened without sensor noise (a flat grey image stays
+    flat, only darker) towards the image itself; 0 draws nothing extra."""
+    from lowlight_cli.training.config import cli_command
+    from lowlight_cli.training.data import Images
+
+    grey = np.full((40, 48, 3), 160, np.uint8)
+    images = Images(["a", "b"], [grey, grey], None)
+    darkened = {"identity": 0.0, "global": 1.0, "spatial": 0.0, "lol": 0.0}
+    low, high = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, clean=1.0)
+    flat = low.flatten(1)
+    assert torch.equal(flat.amax(1), flat.amin(1)) and (flat[:, 0] <= high.flatten(1)[:, 0]).all()  # no noise, darker
+    assert (high == 160 / 255).all()
+    noisy = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened)
+    assert (noisy[0].flatten(1).amax(1) > noisy[0].flatten(1).amin(1)).all()  # the plain global pairs are noisy
+    again = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, clean=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(noisy, again))
+
+    def config(**kw) -> TrainConfig:
+        return resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, **({"photos": photos, "mix_global": 0.3} | kw)))
+
+    assert "--clean 0.5" in cli_command(config(clean=0.5))
+    for bad in ({"clean": -0.1}, {"mix_global": 0.0, "clean": 0.5}):
+        with pytest.raises(UsageError):
+            config(**bad)
+
+
 def test_lowkey_pairs_are_graded_photos_that_are_their_own_target(photos, tmp_path):
     """--lowkey: that share of the identity pairs is a photo graded darker (white kept, no noise) and
     trained to come back as it is; the LOL images stay plain identity pairs, and 0 draws nothing extra."""

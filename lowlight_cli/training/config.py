@@ -33,6 +33,7 @@ class TrainConfig:
     an image of the same name and size that replaces its ``high/`` image as what the network learns to
     give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``.
     ``lowkey``: the share of identity pairs made low-key (:func:`pairs.lowkey`) from the ``photos``.
+    ``clean``: the share of global pairs darkened without sensor noise (``pairs.darken(noise=False)``).
     ``steps`` counts optimizer steps; ``batch`` is per process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
@@ -64,6 +65,7 @@ class TrainConfig:
     mix_spatial: float | None = None
     view: int | None = None
     lowkey: float = 0.0
+    clean: float = 0.0
     engine: str = "auto"
     init: Path | None = None
     train_only: str = ""
@@ -144,6 +146,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"lowkey must be in [0, 1], got {c.lowkey}", "it is the share of identity pairs made low-key")
     if c.lowkey and (c.photos is None or not c.mix_identity):
         raise UsageError("--lowkey makes some identity pairs from --photos", "give --photos and --mix-identity above 0")
+    if not 0.0 <= c.clean <= 1.0:
+        raise UsageError(f"clean must be in [0, 1], got {c.clean}", "it is the share of global pairs darkened without noise")
+    if c.clean and not c.mix_global:
+        raise UsageError("--clean makes some of the global pairs noise-free", "give --mix-global above 0")
     if c.targets is not None and c.synthetic is not None:
         raise UsageError("--targets replaces the LOL pairs' high/ images; --synthetic has none", "drop one of them")
     if c.train_only and c.init is None:
@@ -232,6 +238,7 @@ def cli_command(config: TrainConfig) -> str:
     names += ["schedule", "ema", "mix_identity", "mix_global", "mix_spatial"] if config.mixture()["lol"] < 1.0 or config.ema or config.schedule != "step" else []
     names += ["view"] if config.view else []
     names += ["lowkey"] if config.lowkey else []
+    names += ["clean"] if config.clean else []
     names += ["warmup"] if config.warmup else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]

@@ -10,7 +10,9 @@ A batch mixes kinds of pair (:func:`synthesize`, drawn by :func:`pick_kind`): ``
 well-exposed image is its own input), ``global`` (one exposure from LOL-dark to unchanged),
 ``spatial`` (lamps and skies stay lit) and ``lol`` (LOL-dark, or the real LOL input where there is one).
 A share of the identity pairs may be ``lowkey`` (:func:`lowkey`): a photo graded darker but still
-correctly exposed, its own target, so that dark-toned does not read as under-exposed.
+correctly exposed, its own target, so that dark-toned does not read as under-exposed. A share of the
+global pairs may be ``clean``: the same darkening without the sensor noise, as a phone's denoised JPEG
+of a dark scene is, so that its colours come back with its light.
 
 Plain numpy on ``(H, W, 3)`` float32 arrays in [0, 1]; every random number comes from the
 ``numpy.random.Generator`` passed in, so the same generator state gives the same pair. Example::
@@ -68,15 +70,17 @@ class Darkening:
 
 
 def darken(
-    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
+    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False,
+    noise: bool = True,
 ) -> np.ndarray:
     """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
     :func:`darken_traced` also returns what it drew."""
-    return darken_traced(rgb, rng, exposure=exposure, spatial=spatial)[0]
+    return darken_traced(rgb, rng, exposure=exposure, spatial=spatial, noise=noise)[0]
 
 
 def darken_traced(
-    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False
+    rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False,
+    noise: bool = True,
 ) -> tuple[np.ndarray, Darkening]:
     """:func:`darken`'s image and the :class:`Darkening` that made it.
 
@@ -87,7 +91,8 @@ def darken_traced(
        of the light); with ``spatial``, ``k`` is a map that rises (log-linearly) from that value in the
        dark to one log-uniform in [0.5, 1] where :func:`lit_mask` is 1: a lamp or a sky stays lit;
     3. Poisson-Gaussian noise: ``N = Poisson(E * P) / P + Normal(0, s)`` with ``P`` (photons at full
-       scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01];
+       scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01] (drawn, and
+       skipped, when ``noise`` is False: a clean dark photo, as a camera's own denoising leaves one);
     4. back to display with a random tone curve: ``clip(N, 0, 1) ** (1 / g)``, ``g`` uniform in [1.8, 2.6];
     5. quantize to 8 bits, as a camera file would be.
 
@@ -102,7 +107,7 @@ def darken_traced(
         m = lit_mask(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
         k = np.exp(math.log(k) + m * (math.log(max(lit, k)) - math.log(k)))
     linear = np.power(rgb.astype(np.float64), LINEARIZE) * k
-    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape)
+    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape) if noise else linear
     out = np.power(np.clip(noisy, 0.0, 1.0), 1.0 / g)
     return (np.round(out * 255.0) / 255.0).astype(np.float32), Darkening(k, g)
 
@@ -119,15 +124,15 @@ def lowkey(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``(input, target)`` of a synthetic pair of ``kind`` (``identity``, ``lowkey``, ``global``, ``spatial``,
-    ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``, whose grade is both."""
+    """``(input, target)`` of a synthetic pair of ``kind`` (``identity``, ``lowkey``, ``global``, ``clean``,
+    ``spatial``, ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``, whose grade is both."""
     if kind == "identity":
         return high, high
     if kind == "lowkey":
         graded = lowkey(high, rng)
         return graded, graded
-    if kind == "global":
-        return darken(high, rng, exposure=WIDE_EXPOSURE), high
+    if kind in ("global", "clean"):
+        return darken(high, rng, exposure=WIDE_EXPOSURE, noise=kind == "global"), high
     return darken(high, rng, spatial=kind == "spatial"), high
 
 
