@@ -22,8 +22,9 @@ Printed per model, at scale 1:
   chart as it is and darkened (``pairs.darken``, seed 3), and on the well-exposed photos; a neutral
   input must stay neutral: |a*|, |b*| < 3.
 The sheet has one row per scene (a backlit portrait: ``astronaut`` with 4 stops of shadow over the
-subject, :func:`backlit`; a well-exposed photo; a half-lit scene; the shipped dark sample) and one
-column per model after the input.
+subject, :func:`backlit`; a well-exposed photo; a half-lit scene; the shipped dark sample, noisy as LOL's
+inputs are; ``chelsea`` with 0.08 of the light and no noise, as a phone's denoised photo of a dark scene)
+and one column per model after the input.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def main() -> None:
     dark_chart = darken(chart, np.random.default_rng(3))
     dark = _even(read_image(SAMPLE).rgb)
     portrait = backlit(lit["astronaut"], centre=(0.45, 0.38), radius=(0.5, 0.3))
-    scenes = [("backlit", portrait), ("well-exposed", lit["coffee"]), ("half-lit", mixed["rocket"]), ("dark", dark)]
+    clean = darken(lit["chelsea"], np.random.default_rng(5), exposure=(0.08, 0.08), noise=False)
+    scenes = [("backlit", portrait), ("well-exposed", lit["coffee"]), ("half-lit", mixed["rocket"]), ("dark", dark),
+              ("dark, clean", clean)]
     columns = [[img for _, img in scenes]]
     labels = ["input"]
 
