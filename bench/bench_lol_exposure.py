@@ -19,6 +19,10 @@ targets of one scene differ in brightness from shot to shot. The script prints t
 our485's scene groups (``scenes.csv``) with more than one distinct target, the standard deviation of the
 log of their mean grey level, against the same over all targets.
 
+It also prints how colourful LOL's targets are against their own inputs: over every eighth our485 pair, the
+target's mean Lab chroma over that of its input brought to the target's mean by one gain (both blurred by
+3 px so that the input's colour noise does not count), the median: 1 would be the input's colours, lit.
+
 Only eval15's targets are read for scoring and for finding each scene's neighbour; nothing is fitted to
 them. Prints per model the three means (and with ``--per-image`` each image's, with its nearest training
 target and the two brightnesses).
@@ -49,6 +53,12 @@ def thumb(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb.astype(np.float32), THUMB, interpolation=cv2.INTER_AREA)
 
 
+def chroma(rgb: np.ndarray) -> float:
+    """Mean CIE Lab chroma ``sqrt(a*^2 + b*^2)`` of an sRGB image in [0, 1]."""
+    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2LAB)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
 def remembered(out: np.ndarray, brightness: float) -> np.ndarray:
     """``out`` scaled so its mean grey level is ``brightness``, clipped to [0, 1]."""
     mean = float(out.mean())
@@ -76,6 +86,14 @@ def main() -> None:
     spreads = [np.std(np.log(sorted(ms))) for ms in by_scene.values() if len(ms) > 1]
     print(f"our485 targets' brightness, std of log(mean grey): within a scene group {np.mean(spreads):.3f} "
           f"({len(spreads)} groups with several distinct targets), over all targets {np.std(np.log(train_means)):.3f}")
+
+    ratios = []
+    for p in train[::8]:
+        low, high = (cv2.GaussianBlur(read_image(f).rgb.astype(np.float32), (0, 0), 3.0) for f in (p.low, p.high))
+        lifted = low * (high.mean() / max(float(low.mean()), 1e-6))
+        ratios.append(chroma(high) / max(chroma(lifted), 1e-6))
+    print(f"our485 targets' colour: Lab chroma over their inputs' brought up by one gain, median {np.median(ratios):.2f} "
+          f"({len(ratios)} pairs)")
 
     pairs = find_pairs(args.data_dir / "eval15")
     cases = []
