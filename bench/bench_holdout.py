@@ -29,7 +29,7 @@ blind model, which must find the map and the curve itself.
 ``--darkened K`` adds ``dark clean`` and ``dark noisy``: the identity images shot with K times the light
 (:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over
 the original's (1: the photo's own exposure back; above 1: lifted past it), and ``x chroma``, its mean
-colourfulness over the original's (:func:`chroma`; 1: the colours back; under 1: greyer; colour noise
+colourfulness over the original's (:func:`lowlight_cli.metrics.chroma`; 1: the colours back; under 1: greyer; colour noise
 left in a noisy photo's output counts as colour too). The darkening
 is a gain in the sRGB values, so a plain gain would bring a clean photo's colours back whole.
 """
@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
-from lowlight_cli.metrics import psnr  # noqa: E402
+from lowlight_cli.metrics import chroma, psnr  # noqa: E402
 from lowlight_cli.training.config import TrainConfig, resolve  # noqa: E402
 from lowlight_cli.training.data import load_split  # noqa: E402
 from lowlight_cli.training.validate import mixed_pair, validation_pairs, validation_sets  # noqa: E402
@@ -131,13 +131,6 @@ def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.nd
     if rng is not None:
         linear = rng.poisson(linear * 1000.0) / 1000.0 + rng.normal(0.0, 0.004, size=linear.shape)
     return (np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.2) * 255.0) / 255.0).astype(np.float32)
-
-
-def chroma(rgb: np.ndarray) -> float:
-    """Mean colourfulness of an sRGB image in [0, 1]: the CIE Lab chroma ``sqrt(a*^2 + b*^2)`` of each pixel,
-    averaged."""
-    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2LAB)
-    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
 DETAIL_SIGMA = 8.0

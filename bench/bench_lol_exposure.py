@@ -44,19 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli.data import find_pairs  # noqa: E402
 from lowlight_cli.images import read_image  # noqa: E402
 from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
-from lowlight_cli.metrics import gt_mean, psnr  # noqa: E402
+from lowlight_cli.metrics import chroma, gt_mean, psnr  # noqa: E402
 
 THUMB = (60, 40)  # width, height: enough to tell LOL's scenes apart, too coarse for noise to matter
 
 
 def thumb(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb.astype(np.float32), THUMB, interpolation=cv2.INTER_AREA)
-
-
-def chroma(rgb: np.ndarray) -> float:
-    """Mean CIE Lab chroma ``sqrt(a*^2 + b*^2)`` of an sRGB image in [0, 1]."""
-    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2LAB)
-    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
 def remembered(out: np.ndarray, brightness: float) -> np.ndarray:

@@ -86,3 +86,10 @@ def gt_mean(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     mean = a.mean()
     scaled = a if mean == 0 else a * (b.mean() / mean)
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+def chroma(rgb: np.ndarray) -> float:
+    """Mean colourfulness of an sRGB image in [0, 1]: the CIE Lab chroma ``sqrt(a*^2 + b*^2)`` of each pixel,
+    averaged."""
+    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2LAB)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
