@@ -20,7 +20,9 @@ Printed per model, at scale 1:
   (``pairs.darken(spatial=True)``, seed 7): lamps and skies lit, the rest LOL-dark;
 - ``cast``: the mean chroma shift (CIE Lab a*, b*, output minus input, averaged over pixels) on the grey
   chart as it is and darkened (``pairs.darken``, seed 3), and on the well-exposed photos; a neutral
-  input must stay neutral: |a*|, |b*| < 3.
+  input must stay neutral: |a*|, |b*| < 3;
+- ``backlit x``: on the backlit portrait below, the output's mean brightness on the shaded subject over the
+  lit original's there (1: the subject lifted back to its light; the input's own figure is printed first).
 The sheet has one row per scene (a backlit portrait: ``astronaut`` with 4 stops of shadow over the
 subject, :func:`backlit`; a well-exposed photo; a half-lit scene; the shipped dark sample, noisy as LOL's
 inputs are; ``chelsea`` with 0.08 of the light and no noise, as a phone's denoised photo of a dark scene)
@@ -85,15 +87,20 @@ def held_out_targets(root: Path) -> list[np.ndarray]:
     return targets
 
 
+def subject_shade(h: int, w: int, *, centre: tuple[float, float], radius: tuple[float, float]) -> np.ndarray:
+    """``(H, W)`` in [0, 1]: 1 on a soft ellipse at ``centre`` (fractions of height, width) with ``radius``
+    (fractions), flat inside, 0 away from it: where :func:`backlit` puts its shadow."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = ((yy / h - centre[0]) / radius[0]) ** 2 + ((xx / w - centre[1]) / radius[1]) ** 2
+    return np.exp(-0.5 * d2**2)
+
+
 def backlit(rgb: np.ndarray, *, centre: tuple[float, float], radius: tuple[float, float], stops: float = 4.0,
             seed: int = 5) -> np.ndarray:
     """``rgb`` with its subject in shadow and the rest as lit: ``stops`` of light taken (in linear light)
-    inside a soft ellipse at ``centre`` (fractions of height, width) with ``radius`` (fractions), then
-    sensor-like noise and 8 bits, as :func:`darken` makes them. A backlit portrait made from a lit one."""
-    h, w = rgb.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    d2 = ((yy / h - centre[0]) / radius[0]) ** 2 + ((xx / w - centre[1]) / radius[1]) ** 2
-    shade = np.exp(-0.5 * d2**2)[..., None]  # flat inside, soft edge
+    inside :func:`subject_shade`, then sensor-like noise and 8 bits, as :func:`darken` makes them. A
+    backlit portrait made from a lit one."""
+    shade = subject_shade(*rgb.shape[:2], centre=centre, radius=radius)[..., None]
     k = 2.0 ** (-stops * shade)
     rng = np.random.default_rng(seed)
     linear = np.power(rgb.astype(np.float64), 2.2) * k
@@ -124,7 +131,12 @@ def main() -> None:
     mixed = {k: darken(v, np.random.default_rng([7, i]), spatial=True) for i, (k, v) in enumerate(lit.items())}
     dark_chart = darken(chart, np.random.default_rng(3))
     dark = _even(read_image(SAMPLE).rgb)
-    portrait = backlit(lit["astronaut"], centre=(0.45, 0.38), radius=(0.5, 0.3))
+    where = {"centre": (0.45, 0.38), "radius": (0.5, 0.3)}
+    portrait = backlit(lit["astronaut"], **where)
+    subject = subject_shade(*portrait.shape[:2], **where) > 0.9
+
+    def subject_lift(out: np.ndarray) -> float:
+        return float(out[subject].mean() / lit["astronaut"][subject].mean())
     clean = darken(lit["chelsea"], np.random.default_rng(5), exposure=(0.08, 0.08), noise=False)
     scenes = [("backlit", portrait), ("well-exposed", lit["coffee"]), ("half-lit", mixed["rocket"]), ("dark", dark),
               ("dark, clean", clean)]
@@ -134,7 +146,9 @@ def main() -> None:
     targets = held_out_targets(args.lol) if args.lol else []
     lol_head = f" {'LOL targets (' + str(len(targets)) + ')':>19s} {'all: median':>11s} {'worst':>6s}" if targets else ""
     print(f"{'model':24s} {'identity median':>15s} {'worst':>6s}{lol_head} {'mixed':>6s} "
-          f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s}")
+          f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s} {'backlit x':>9s}")
+    print(f"{'(input)':24s} {'':>15s} {'':>6s}{' ' * len(lol_head)} {'':>6s} {'':>17s} {'':>16s} {'':>12s} "
+          f"{subject_lift(portrait):9.2f}")
     for name in args.models.split(","):
         enh = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                             options=RunOptions(device="cpu", scale=1, strength=args.strength))
@@ -151,7 +165,7 @@ def main() -> None:
         label = f"{enh.label}" + (f" ({Path(files[name]).name})" if name in files else "")
         print(f"{label:24s} {np.median(ident):15.2f} {min(ident):6.2f}{lol_cells} {np.mean(mix):6.2f} "
               f"{cast_chart[0]:8.2f},{cast_chart[1]:6.2f}  {cast_dark[0]:8.2f},{cast_dark[1]:6.2f} "
-              f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f}", flush=True)
+              f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f} {subject_lift(enh(portrait)):9.2f}", flush=True)
         columns.append([enh(img) for _, img in scenes])
         labels.append(enh.label)
     if args.sheet is not None:

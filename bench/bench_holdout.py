@@ -32,6 +32,11 @@ the original's (1: the photo's own exposure back; above 1: lifted past it), and 
 colourfulness over the original's (:func:`lowlight_cli.metrics.chroma`; 1: the colours back; under 1: greyer; colour noise
 left in a noisy photo's output counts as colour too). The darkening
 is a gain in the sRGB values, so a plain gain would bring a clean photo's colours back whole.
+
+``--backlit`` adds ``backlit``: the identity images with subjects in shadow in a lit frame (what
+``lowlight train --backlit`` trains on: :func:`pairs.shadow_mask`, 2-5 stops, sensor noise; seeded per image),
+against the original, with ``x shadow``, the output's mean brightness inside the shadow over the
+original's there (1: the subject lifted back to its light; the inputs' own figure is printed first).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
 from lowlight_cli.metrics import chroma, psnr  # noqa: E402
 from lowlight_cli.training.config import TrainConfig, resolve  # noqa: E402
 from lowlight_cli.training.data import load_split  # noqa: E402
+from lowlight_cli.training.pairs import BACKLIT_EXPOSURE, darken_traced  # noqa: E402
 from lowlight_cli.training.validate import mixed_pair, validation_pairs, validation_sets  # noqa: E402
 
 
@@ -61,6 +67,7 @@ def main() -> None:
     ap.add_argument("--seen", type=int, default=0, help="also score N training pairs (whole frames)")
     ap.add_argument("--darkened", type=float, default=0.0,
                     help="also score the identity images darkened by this exposure (0.08: 3.6 stops), clean and noisy")
+    ap.add_argument("--backlit", action="store_true", help="also score the identity images with subjects in shadow")
     ap.add_argument("--oracle", action="store_true",
                     help="also print the mixed set's inputs with their darkening exactly undone, without and with denoising")
     args = ap.parse_args()
@@ -78,20 +85,34 @@ def main() -> None:
         sets["dark clean"] = [(expose(high, args.darkened, None), high) for high in highs]
         sets["dark noisy"] = [(expose(high, args.darkened, np.random.default_rng([config.split_seed, 3, j])), high)
                               for j, high in enumerate(highs)]
+    shadows = []
+    if args.backlit:
+        sets["backlit"] = []
+        for j, (_, high) in enumerate(sets["identity"]):
+            low, drawn = darken_traced(high, np.random.default_rng([config.split_seed, 4, j]), exposure=BACKLIT_EXPOSURE,
+                                       backlit=True)
+            k = drawn.exposure[..., 0]
+            shadows.append(k < np.sqrt(k.min() * k.max()))
+            sets["backlit"].append((low, high))
     files = dict(w.split("=", 1) for w in args.weights)
     print(f"held out: {', '.join(f'{k} {len(v)} images' for k, v in sets.items())}")
     if args.oracle:
         oracle(sets["mixed"], seed=config.split_seed)
+    if args.backlit:
+        print(f"backlit inputs: {np.mean([psnr(low, high) for low, high in sets['backlit']]):.2f} dB, "
+              f"x shadow {shadow_lift([low for low, _ in sets['backlit']], sets['backlit'], shadows):.2f}")
     extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
     extra_head += "".join(f" {k:>10s} {'x bright':>8s} {'x chroma':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
+    extra_head += f" {'backlit':>7s} {'x shadow':>8s}" if args.backlit else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'lol detail':>10s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
           f"{'mixed':>7s}{extra_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted, bright, colour = {}, {}, {}, {}
+        scores, fitted, bright, colour, outputs = {}, {}, {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
+            outputs[k] = [out for out, _ in outs]
             bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
             colour[k] = [chroma(out) / max(chroma(high), 1e-6) for out, high in outs] if k.startswith("dark") else []
             scores[k] = [psnr(out, high) for out, high in outs]
@@ -103,6 +124,8 @@ def main() -> None:
         extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
         extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f} {np.mean(colour[k]):8.2f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
+        extra += (f" {np.mean(scores['backlit']):7.2f} {shadow_lift(outputs['backlit'], sets['backlit'], shadows):8.2f}"
+                  if args.backlit else "")
         print(f"{label:32s} {np.mean(scores['lol']):7.2f} {np.mean(fitted['lol']):11.2f} {np.mean(detail):10.2f} {np.mean(ident):14.2f} "
               f"{np.median(ident):7.2f} {min(ident):6.2f} {np.mean(scores.get('mixed', [float('nan')])):7.2f}{extra}",
               flush=True)
@@ -120,6 +143,11 @@ def oracle(pairs: list[tuple[np.ndarray, np.ndarray]], *, seed: int) -> None:
         scores.append((psnr(low, high), psnr(undone, high), psnr(denoised, high)))
     mean = np.mean(scores, axis=0)
     print(f"mixed, knowing the darkening: input {mean[0]:.2f}, undone {mean[1]:.2f}, undone + non-local means {mean[2]:.2f}")
+
+
+def shadow_lift(outs: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]], shadows: list[np.ndarray]) -> float:
+    """Mean over images of the brightness of ``out`` inside its shadow over that of the original there."""
+    return float(np.mean([out[m].mean() / max(high[m].mean(), 1e-6) for out, (_, high), m in zip(outs, pairs, shadows)]))
 
 
 def expose(high: np.ndarray, k: float, rng: np.random.Generator | None) -> np.ndarray:

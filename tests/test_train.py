@@ -454,6 +454,51 @@ def test_clean_pairs_are_global_darkenings_without_noise(photos, tmp_path):
             config(**bad)
 
 
+def test_backlit_darkening_shades_subjects_and_keeps_the_frame_lit():
+    """A backlit pair: subjects (where :func:`shadow_mask` is 0) get 2-5 stops less than the full light, the
+    lit frame around them 0-1 stop less."""
+    from lowlight_cli.training.pairs import BACKLIT_EXPOSURE, shadow_mask
+
+    rgb = np.full((96, 128, 3), 0.6, np.float32)
+    for seed in range(6):
+        mask = shadow_mask(96, 128, np.random.default_rng(seed))[..., 0]
+        assert (mask < 0.1).any() and (mask > 0.9).mean() > 0.3  # a shaded subject in a mostly lit frame
+        out, drawn = darken_traced(rgb, np.random.default_rng(seed), exposure=BACKLIT_EXPOSURE, backlit=True)
+        k = drawn.exposure[..., 0]
+        subject, frame = k <= k.min() * 1.05, k >= k.max() / 1.05
+        assert subject.any() and frame.mean() > 0.3
+        assert 0.03 <= k.min() <= 0.25 and 0.5 <= k.max() <= 1.0
+        assert out[frame].mean() > 1.3 * out[subject].mean()
+        assert np.array_equal(out, darken(rgb, np.random.default_rng(seed), exposure=BACKLIT_EXPOSURE, backlit=True))
+
+
+def test_backlit_share_turns_spatial_pairs_backlit(photos, tmp_path):
+    """--backlit: that share of the spatial pairs is backlit (the lamps' mask turned into subjects in
+    shadow); 0 draws nothing extra, so runs without it keep their batches."""
+    from lowlight_cli.training.config import cli_command
+    from lowlight_cli.training.data import Images
+
+    grey = np.full((64, 64, 3), 160, np.uint8)
+    images = Images(["a", "b"], [grey, grey], None)
+    shaded = {"identity": 0.0, "global": 0.0, "spatial": 1.0, "lol": 0.0}
+    plain = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded)
+    again = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, backlit=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(plain, again))
+    low, _ = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, backlit=1.0)
+    # A lamps pair is dark away from its lamps and sky, often at the border; a backlit one is lit there.
+    border = torch.cat([low[:, :, :4].flatten(1), low[:, :, -4:].flatten(1)], 1).mean(1)
+    plain_border = torch.cat([plain[0][:, :, :4].flatten(1), plain[0][:, :, -4:].flatten(1)], 1).mean(1)
+    assert border.mean() > 1.25 * plain_border.mean()
+
+    def config(**kw) -> TrainConfig:
+        return resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, **({"photos": photos, "mix_spatial": 0.3} | kw)))
+
+    assert "--backlit 0.5" in cli_command(config(backlit=0.5))
+    for bad in ({"backlit": 1.5}, {"mix_spatial": 0.0, "backlit": 0.5}):
+        with pytest.raises(UsageError):
+            config(**bad)
+
+
 def test_lowkey_pairs_are_graded_photos_that_are_their_own_target(photos, tmp_path):
     """--lowkey: that share of the identity pairs is a photo graded darker (white kept, no noise) and
     trained to come back as it is; the LOL images stay plain identity pairs, and 0 draws nothing extra."""

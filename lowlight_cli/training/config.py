@@ -34,6 +34,7 @@ class TrainConfig:
     give (a teacher model's outputs on the inputs: distillation); validation still scores against ``high/``.
     ``lowkey``: the share of identity pairs made low-key (:func:`pairs.lowkey`) from the ``photos``.
     ``clean``: the share of global pairs darkened without sensor noise (``pairs.darken(noise=False)``).
+    ``backlit``: the share of spatial pairs whose shadow falls on subjects in a lit frame (``pairs.shadow_mask``).
     ``steps`` counts optimizer steps; ``batch`` is per process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
@@ -66,6 +67,7 @@ class TrainConfig:
     view: int | None = None
     lowkey: float = 0.0
     clean: float = 0.0
+    backlit: float = 0.0
     engine: str = "auto"
     init: Path | None = None
     train_only: str = ""
@@ -150,6 +152,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"clean must be in [0, 1], got {c.clean}", "it is the share of global pairs darkened without noise")
     if c.clean and not c.mix_global:
         raise UsageError("--clean makes some of the global pairs noise-free", "give --mix-global above 0")
+    if not 0.0 <= c.backlit <= 1.0:
+        raise UsageError(f"backlit must be in [0, 1], got {c.backlit}", "it is the share of spatial pairs with subjects in shadow")
+    if c.backlit and not c.mix_spatial:
+        raise UsageError("--backlit makes some of the spatial pairs backlit", "give --mix-spatial above 0")
     if c.targets is not None and c.synthetic is not None:
         raise UsageError("--targets replaces the LOL pairs' high/ images; --synthetic has none", "drop one of them")
     if c.train_only and c.init is None:
@@ -239,6 +245,7 @@ def cli_command(config: TrainConfig) -> str:
     names += ["view"] if config.view else []
     names += ["lowkey"] if config.lowkey else []
     names += ["clean"] if config.clean else []
+    names += ["backlit"] if config.backlit else []
     names += ["warmup"] if config.warmup else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]

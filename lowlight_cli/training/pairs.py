@@ -8,7 +8,8 @@ stays high where :func:`lit_mask` (lamps, lit subjects, a sky) is 1.
 
 A batch mixes kinds of pair (:func:`synthesize`, drawn by :func:`pick_kind`): ``identity`` (a
 well-exposed image is its own input), ``global`` (one exposure from LOL-dark to unchanged),
-``spatial`` (lamps and skies stay lit) and ``lol`` (LOL-dark, or the real LOL input where there is one).
+``spatial`` (lamps and skies stay lit), ``backlit`` (a subject in shadow in a lit frame) and ``lol``
+(LOL-dark, or the real LOL input where there is one).
 A share of the identity pairs may be ``lowkey`` (:func:`lowkey`): a photo graded darker but still
 correctly exposed, its own target, so that dark-toned does not read as under-exposed. A share of the
 global pairs may be ``clean``: the same darkening without the sensor noise, as a phone's denoised JPEG
@@ -31,6 +32,7 @@ import numpy as np
 LOL_EXPOSURE = (0.02, 0.2)   # LOL-dark: 1/50 to 1/5 of the light
 WIDE_EXPOSURE = (0.02, 1.0)  # from LOL-dark to unchanged
 LIT_EXPOSURE = (0.5, 1.0)    # the lit part of a spatially varying exposure
+BACKLIT_EXPOSURE = (0.03, 0.25)  # a subject in shadow: 2 to 5 stops under the full light (its frame: 0 to 1)
 LINEARIZE = 2.2  # a well-exposed image's values to the power of this: approximately linear light
 LOWKEY_GAMMA = (1.2, 2.2)    # the low-key grade's exponent
 
@@ -53,6 +55,26 @@ def lit_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return mask[..., None]
 
 
+def shadow_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth ``(H, W, 1)`` float32 mask in [0, 1] for a backlit scene: 0 on one or two subjects in
+    shadow, 1 on the lit frame around them.
+
+    Each subject is a soft-edged ellipse, flat inside, 40-90 % of the short side tall and 0.4-1 times as
+    wide, anywhere in the frame (a person before a bright window, a building against the sky). Every
+    draw comes from ``rng``.
+    """
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    side = float(min(h, w))
+    shade = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        ry = rng.uniform(0.2, 0.45) * side
+        rx = ry * rng.uniform(0.4, 1.0)
+        cy, cx = rng.uniform(0.2, 0.9) * h, rng.uniform(0.1, 0.9) * w
+        d2 = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+        shade = np.maximum(shade, np.exp(-0.5 * d2 ** rng.uniform(1.0, 3.0)))
+    return (1.0 - shade)[..., None]
+
+
 @dataclass(frozen=True)
 class Darkening:
     """What one :func:`darken` drew: the exposure ``k`` (a number, or an ``(H, W, 1)`` map with ``spatial``)
@@ -71,16 +93,16 @@ class Darkening:
 
 def darken(
     rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False,
-    noise: bool = True,
+    noise: bool = True, backlit: bool = False,
 ) -> np.ndarray:
     """Synthesize a low-light shot from a normal-light one: ``(H, W, 3)`` float32 [0, 1] -> same, darker.
     :func:`darken_traced` also returns what it drew."""
-    return darken_traced(rgb, rng, exposure=exposure, spatial=spatial, noise=noise)[0]
+    return darken_traced(rgb, rng, exposure=exposure, spatial=spatial, noise=noise, backlit=backlit)[0]
 
 
 def darken_traced(
     rgb: np.ndarray, rng: np.random.Generator, *, exposure: tuple[float, float] = LOL_EXPOSURE, spatial: bool = False,
-    noise: bool = True,
+    noise: bool = True, backlit: bool = False,
 ) -> tuple[np.ndarray, Darkening]:
     """:func:`darken`'s image and the :class:`Darkening` that made it.
 
@@ -89,7 +111,8 @@ def darken_traced(
     1. linearize: ``L = rgb ** 2.2``;
     2. exposure: ``E = L * k`` with ``k`` log-uniform in ``exposure`` (default [0.02, 0.2], 1/50 to 1/5
        of the light); with ``spatial``, ``k`` is a map that rises (log-linearly) from that value in the
-       dark to one log-uniform in [0.5, 1] where :func:`lit_mask` is 1: a lamp or a sky stays lit;
+       dark to one log-uniform in [0.5, 1] where :func:`lit_mask` is 1: a lamp or a sky stays lit; with
+       ``backlit``, the same with :func:`shadow_mask`: the frame stays lit and only its subjects are dark;
     3. Poisson-Gaussian noise: ``N = Poisson(E * P) / P + Normal(0, s)`` with ``P`` (photons at full
        scale) log-uniform in [300, 3000] and read noise ``s`` uniform in [0.001, 0.01] (drawn, and
        skipped, when ``noise`` is False: a clean dark photo, as a camera's own denoising leaves one);
@@ -102,9 +125,9 @@ def darken_traced(
     photons = math.exp(rng.uniform(math.log(300.0), math.log(3000.0)))
     read = rng.uniform(0.001, 0.01)
     g = rng.uniform(1.8, 2.6)
-    if spatial:
+    if spatial or backlit:
         lit = math.exp(rng.uniform(math.log(LIT_EXPOSURE[0]), math.log(LIT_EXPOSURE[1])))
-        m = lit_mask(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
+        m = (shadow_mask if backlit else lit_mask)(rgb.shape[0], rgb.shape[1], rng).astype(np.float64)
         k = np.exp(math.log(k) + m * (math.log(max(lit, k)) - math.log(k)))
     linear = np.power(rgb.astype(np.float64), LINEARIZE) * k
     noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, read, size=rgb.shape) if noise else linear
@@ -125,7 +148,8 @@ def lowkey(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``(input, target)`` of a synthetic pair of ``kind`` (``identity``, ``lowkey``, ``global``, ``clean``,
-    ``spatial``, ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``, whose grade is both."""
+    ``spatial``, ``backlit``, ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``,
+    whose grade is both. A ``backlit`` pair is noisy; ``clean`` is the only noise-free darkening."""
     if kind == "identity":
         return high, high
     if kind == "lowkey":
@@ -133,6 +157,8 @@ def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[n
         return graded, graded
     if kind in ("global", "clean"):
         return darken(high, rng, exposure=WIDE_EXPOSURE, noise=kind == "global"), high
+    if kind == "backlit":
+        return darken(high, rng, exposure=BACKLIT_EXPOSURE, backlit=True), high
     return darken(high, rng, spatial=kind == "spatial"), high
 
 
