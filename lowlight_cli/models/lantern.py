@@ -15,8 +15,8 @@ Three parts:
 * **slice and apply**: a per-pixel guide (a learned 1x1 map of the pixel's log-transformed colour,
   clamped to [0, 1]) and the pixel's place in the picture pick a transform from the grid by trilinear
   interpolation; the graded pixel is ``exp(s) * M x + b``. The guide's axis makes it edge-aware: a
-  dark face and the bright sky beside it fall in different bins of the same cell, so the face is
-  lifted and the sky kept;
+  dark face and the bright sky beside it fall in different bins of the same cell, so the face can be
+  lifted and the sky kept (how far the trained weights lift it: ``bench/bench_exposure.py``'s ``backlit x``);
 * **denoiser** (full resolution, bounded reach): the graded image and its log gain, pixel-unshuffled
   by 2, go through ``depth`` 3x3 convolutions of ``width`` channels (ReLU) whose last layer, shuffled
   back, is added to the graded image. Receptive field: ``depth`` pixels at half resolution, 2 x depth
