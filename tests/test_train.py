@@ -25,7 +25,7 @@ from lowlight_cli.training.config import TrainConfig, lr_at, resolve
 from lowlight_cli.training.data import load_photos, read_scenes, sample_batch, split_by_scene
 from lowlight_cli.training.engine import EngineForward, pick_engine
 from lowlight_cli.training.loop import fit
-from lowlight_cli.training.pairs import WIDE_EXPOSURE, darken, darken_traced, lit_mask
+from lowlight_cli.training.pairs import WIDE_EXPOSURE, Variants, darken, darken_traced, lit_mask
 from lowlight_cli.training.validate import selection_score
 from lowlight_cli.weights import load_state, sha256_file
 
@@ -436,13 +436,13 @@ def test_clean_pairs_are_global_darkenings_without_noise(photos, tmp_path):
     grey = np.full((40, 48, 3), 160, np.uint8)
     images = Images(["a", "b"], [grey, grey], None)
     darkened = {"identity": 0.0, "global": 1.0, "spatial": 0.0, "lol": 0.0}
-    low, high = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, clean=1.0)
+    low, high = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, variants=Variants(clean=1.0))
     flat = low.flatten(1)
     assert torch.equal(flat.amax(1), flat.amin(1)) and (flat[:, 0] <= high.flatten(1)[:, 0]).all()  # no noise, darker
     assert (high == 160 / 255).all()
     noisy = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened)
     assert (noisy[0].flatten(1).amax(1) > noisy[0].flatten(1).amin(1)).all()  # the plain global pairs are noisy
-    again = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, clean=0.0)
+    again = sample_batch(images, np.random.default_rng(0), batch=8, patch=16, downscale=1, mixture=darkened, variants=Variants(clean=0.0))
     assert all(torch.equal(x, y) for x, y in zip(noisy, again))
 
     def config(**kw) -> TrainConfig:
@@ -482,9 +482,9 @@ def test_backlit_share_turns_spatial_pairs_backlit(photos, tmp_path):
     images = Images(["a", "b"], [grey, grey], None)
     shaded = {"identity": 0.0, "global": 0.0, "spatial": 1.0, "lol": 0.0}
     plain = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded)
-    again = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, backlit=0.0)
+    again = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, variants=Variants(backlit=0.0))
     assert all(torch.equal(x, y) for x, y in zip(plain, again))
-    low, _ = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, backlit=1.0)
+    low, _ = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, variants=Variants(backlit=1.0))
     # A lamps pair is dark away from its lamps and sky, often at the border; a backlit one is lit there.
     border = torch.cat([low[:, :, :4].flatten(1), low[:, :, -4:].flatten(1)], 1).mean(1)
     plain_border = torch.cat([plain[0][:, :, :4].flatten(1), plain[0][:, :, -4:].flatten(1)], 1).mean(1)
@@ -511,12 +511,12 @@ def test_lowkey_pairs_are_graded_photos_that_are_their_own_target(photos, tmp_pa
     ident = {"identity": 1.0, "global": 0.0, "spatial": 0.0, "lol": 0.0}
     photo_images = load_photos(photos)
     low, high = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident,
-                             photos=photo_images, lowkey=1.0)
+                             photos=photo_images, variants=Variants(lowkey=1.0))
     assert torch.equal(low, high)  # its own target
     assert (low < 1.0).all()  # every one from the photos (none of the white LOL images), graded
     plain = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident, photos=photo_images)
     again = sample_batch(lol, np.random.default_rng(0), batch=16, patch=8, downscale=1, mixture=ident,
-                         photos=photo_images, lowkey=0.0)
+                         photos=photo_images, variants=Variants(lowkey=0.0))
     assert all(torch.equal(x, y) for x, y in zip(plain, again))
     assert (plain[0] == 1.0).any()  # without it some identity pairs are the white LOL images
     rgb = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16, 1).repeat(3, axis=2)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import registry
 from ..errors import UsageError
+from .pairs import Variants
 
 # TrainConfig fields that default to the model's TrainRecipe when left None.
 RECIPE_FIELDS = (
@@ -113,6 +114,10 @@ class TrainConfig:
         """The batch mixture: fraction of each kind of pair (``lol`` is the rest)."""
         mix = {"identity": self.mix_identity, "global": self.mix_global, "spatial": self.mix_spatial}
         return mix | {"lol": round(1.0 - sum(mix.values()), 6)}
+
+    def variants(self) -> Variants:
+        """The shares of the mixture's kinds drawn as a variant (low-key, clean, backlit)."""
+        return Variants(lowkey=self.lowkey, clean=self.clean, backlit=self.backlit)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:

@@ -22,7 +22,7 @@ from ..data import IMAGE_SUFFIXES, default_lol_roots, find_pairs
 from ..errors import DatasetError, UsageError
 from ..inference import downscale as _downscale
 from .config import TrainConfig
-from .pairs import pick_kind, synthesize
+from .pairs import Variants, pick_kind, synthesize
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -180,23 +180,23 @@ def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixture: dict[str, float] | None,
-          lowkey: float, clean: float = 0.0, backlit: float = 0.0) -> tuple[str, bool, int]:
-    """An item's kind of pair, whether it is a real LOL pair, and its image's index in ``pool``. An identity
-    pair becomes, with probability ``lowkey``, a ``lowkey`` one made from one of the photos (which follow
-    the LOL images in ``pool``); a global pair becomes, with probability ``clean``, a ``clean`` one (its
-    darkening without noise) of the same image; a spatial pair becomes, with probability ``backlit``, a
-    ``backlit`` one (a subject in shadow in a lit frame)."""
+          variants: Variants) -> tuple[str, bool, int]:
+    """An item's kind of pair, whether it is a real LOL pair, and its image's index in ``pool``. With the
+    shares of ``variants``, an identity pair becomes a ``lowkey`` one made from one of the photos (which
+    follow the LOL images in ``pool``), a global pair a ``clean`` one (its darkening without noise) and a
+    spatial pair a ``backlit`` one (a subject in shadow in a lit frame), each of the same image but the
+    low-key one."""
     kind = pick_kind(mixture, rng)
     real = kind == "lol" and images.low is not None
-    # The index is drawn before the low-key choice, so runs without --lowkey keep their batches and the
+    # The index is drawn before the variant choice, so runs without a variant keep their batches and the
     # bundled lantern.mix's command (trained this way) reproduces it.
     i = int(rng.integers(len(images.high) if real else len(pool)))
     n = len(images.high)
-    if kind == "identity" and lowkey > 0 and len(pool) > n and rng.random() < lowkey:
+    if kind == "identity" and variants.lowkey > 0 and len(pool) > n and rng.random() < variants.lowkey:
         return "lowkey", False, n + int(rng.integers(len(pool) - n))
-    if kind == "global" and clean > 0 and rng.random() < clean:
+    if kind == "global" and variants.clean > 0 and rng.random() < variants.clean:
         return "clean", False, i
-    if kind == "spatial" and backlit > 0 and rng.random() < backlit:
+    if kind == "spatial" and variants.backlit > 0 and rng.random() < variants.backlit:
         return "backlit", False, i
     return kind, real, i
 
@@ -225,17 +225,14 @@ def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
 
 def sample_batch(
     images: Images, rng: np.random.Generator, *, batch: int, patch: int, downscale: int,
-    mixture: dict[str, float] | None = None, photos: Images | None = None, lowkey: float = 0.0, clean: float = 0.0,
-    backlit: float = 0.0,
+    mixture: dict[str, float] | None = None, photos: Images | None = None, variants: Variants = Variants(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A random batch: ``low (B, 3, patch, patch)`` and ``high (B, 3, patch*k, patch*k)``, float in [0, 1].
 
     Each item: its kind drawn from ``mixture`` (see :meth:`TrainConfig.mixture`; a real pair when
     absent), an image drawn uniformly (with replacement; synthetic kinds draw from ``images`` and
-    ``photos`` together; a ``lowkey`` share of the identity pairs are low-key grades of ``photos``, a
-    ``clean`` share of the global ones are darkened without noise, a ``backlit`` share of the spatial ones
-    have their subjects in shadow instead of lamps lit), a
-    random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the input of a synthetic pair
+    ``photos`` together; ``variants`` turns shares of the identity, global and spatial pairs into low-key,
+    clean and backlit ones, see :class:`pairs.Variants`), a random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the input of a synthetic pair
     made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a
     bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
     """
@@ -244,7 +241,7 @@ def sample_batch(
     stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs = [], []
     for _ in range(batch):
-        kind, real, i = _pick(images, pool, rng, mixture, lowkey, clean, backlit)
+        kind, real, i = _pick(images, pool, rng, mixture, variants)
         _check_size(pool[i], crop, stems[i])
         low, high = _region(images, pool, i, real, kind, rng, crop, crop)
         if downscale > 1:
@@ -256,8 +253,7 @@ def sample_batch(
 
 def sample_views(
     images: Images, rng: np.random.Generator, *, batch: int, patch: int, view: int,
-    mixture: dict[str, float] | None = None, photos: Images | None = None, lowkey: float = 0.0, clean: float = 0.0,
-    backlit: float = 0.0,
+    mixture: dict[str, float] | None = None, photos: Images | None = None, variants: Variants = Variants(),
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """A batch for a network that glances at the whole picture (:class:`..context.Glance`): as
     :func:`sample_batch`, but each crop is cut from a *view*, and the view's input is returned too so
@@ -273,7 +269,7 @@ def sample_views(
     stems = images.stems + (photos.stems if photos is not None else [])
     lows, highs, views, boxes = [], [], [], []
     for _ in range(batch):
-        kind, real, i = _pick(images, pool, rng, mixture, lowkey, clean, backlit)
+        kind, real, i = _pick(images, pool, rng, mixture, variants)
         _check_size(pool[i], patch, stems[i])
         h, w = pool[i].shape[:2]
         low_view, high_view = _region(images, pool, i, real, kind, rng, min(h, view), min(w, view))

@@ -248,12 +248,12 @@ def _train_step(run: _Run, state: TrainState, lr: float) -> tuple[float, dict[st
         # The glance is taken from the picture around the crop, as inference takes it from the whole photo.
         low, high, views, boxes = sample_views(run.data.train, state.rng, batch=config.batch, patch=config.patch,
                                                view=config.view, mixture=config.mixture(), photos=run.data.photos,
-                                               lowkey=config.lowkey, clean=config.clean, backlit=config.backlit)
+                                               variants=config.variants())
         glancing = context.glancing_views(run.model, views, boxes)
     else:
         low, high = sample_batch(run.data.train, state.rng, batch=config.batch, patch=config.patch,
                                  downscale=config.input_downscale, mixture=config.mixture(), photos=run.data.photos,
-                                 lowkey=config.lowkey, clean=config.clean, backlit=config.backlit)
+                                 variants=config.variants())
     with glancing:
         loss, parts = run.loss_fn(run.model, low.to(run.device), high.to(run.device))
     state.opt.zero_grad(set_to_none=True)

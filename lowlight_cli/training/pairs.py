@@ -162,6 +162,18 @@ def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[n
     return darken(high, rng, spatial=kind == "spatial"), high
 
 
+@dataclass(frozen=True)
+class Variants:
+    """The shares of the mixture's kinds drawn as a variant of themselves (``lowlight train --lowkey``,
+    ``--clean``, ``--backlit``): ``lowkey`` of the identity pairs (:func:`lowkey`, from the photos),
+    ``clean`` of the global ones (no sensor noise), ``backlit`` of the spatial ones (:func:`shadow_mask`).
+    A share of 0 draws nothing extra, so a run without it keeps the batches it always had."""
+
+    lowkey: float = 0.0
+    clean: float = 0.0
+    backlit: float = 0.0
+
+
 def pick_kind(mixture: dict[str, float] | None, rng: np.random.Generator) -> str:
     """A kind of pair drawn with the probabilities of ``mixture`` (see :meth:`TrainConfig.mixture`)."""
     if not mixture or mixture["lol"] >= 1.0:
