@@ -22,7 +22,8 @@ Printed per model, at scale 1:
   chart as it is and darkened (``pairs.darken``, seed 3), and on the well-exposed photos; a neutral
   input must stay neutral: |a*|, |b*| < 3;
 - ``backlit x``: on the backlit portrait below, the output's mean brightness on the shaded subject over the
-  lit original's there (1: the subject lifted back to its light; the input's own figure is printed first).
+  lit original's there (1: the subject lifted back to its light; the input's own figure is printed first);
+  ``clean``: the same on the portrait without sensor noise, as a phone's processed backlit photo is.
 The sheet has one row per scene (a backlit portrait: ``astronaut`` with 4 stops of shadow over the
 subject, :func:`backlit`; a well-exposed photo; a half-lit scene; the shipped dark sample, noisy as LOL's
 inputs are; ``chelsea`` with 0.08 of the light and no noise, as a phone's denoised photo of a dark scene)
@@ -96,16 +97,16 @@ def subject_shade(h: int, w: int, *, centre: tuple[float, float], radius: tuple[
 
 
 def backlit(rgb: np.ndarray, *, centre: tuple[float, float], radius: tuple[float, float], stops: float = 4.0,
-            seed: int = 5) -> np.ndarray:
+            seed: int = 5, noise: bool = True) -> np.ndarray:
     """``rgb`` with its subject in shadow and the rest as lit: ``stops`` of light taken (in linear light)
-    inside :func:`subject_shade`, then sensor-like noise and 8 bits, as :func:`darken` makes them. A
-    backlit portrait made from a lit one."""
+    inside :func:`subject_shade`, then (with ``noise``) sensor-like noise, and 8 bits, as :func:`darken`
+    makes them. A backlit portrait made from a lit one; without noise, as a phone's processed one is."""
     shade = subject_shade(*rgb.shape[:2], centre=centre, radius=radius)[..., None]
     k = 2.0 ** (-stops * shade)
     rng = np.random.default_rng(seed)
     linear = np.power(rgb.astype(np.float64), 2.2) * k
     photons = 1000.0
-    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, 0.003, size=rgb.shape)
+    noisy = rng.poisson(linear * photons) / photons + rng.normal(0.0, 0.003, size=rgb.shape) if noise else linear
     return (np.round(np.power(np.clip(noisy, 0.0, 1.0), 1 / 2.2) * 255.0) / 255.0).astype(np.float32)
 
 
@@ -133,6 +134,7 @@ def main() -> None:
     dark = _even(read_image(SAMPLE).rgb)
     where = {"centre": (0.45, 0.38), "radius": (0.5, 0.3)}
     portrait = backlit(lit["astronaut"], **where)
+    portrait_clean = backlit(lit["astronaut"], **where, noise=False)
     subject = subject_shade(*portrait.shape[:2], **where) > 0.9
 
     def subject_lift(out: np.ndarray) -> float:
@@ -146,9 +148,9 @@ def main() -> None:
     targets = held_out_targets(args.lol) if args.lol else []
     lol_head = f" {'LOL targets (' + str(len(targets)) + ')':>19s} {'all: median':>11s} {'worst':>6s}" if targets else ""
     print(f"{'model':24s} {'identity median':>15s} {'worst':>6s}{lol_head} {'mixed':>6s} "
-          f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s} {'backlit x':>9s}")
+          f"{'cast chart a*,b*':>17s} {'cast dark chart':>16s} {'cast photos':>12s} {'backlit x':>9s} {'clean':>5s}")
     print(f"{'(input)':24s} {'':>15s} {'':>6s}{' ' * len(lol_head)} {'':>6s} {'':>17s} {'':>16s} {'':>12s} "
-          f"{subject_lift(portrait):9.2f}")
+          f"{subject_lift(portrait):9.2f} {subject_lift(portrait_clean):5.2f}")
     for name in args.models.split(","):
         enh = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                             options=RunOptions(device="cpu", scale=1, strength=args.strength))
@@ -165,7 +167,8 @@ def main() -> None:
         label = f"{enh.label}" + (f" ({Path(files[name]).name})" if name in files else "")
         print(f"{label:24s} {np.median(ident):15.2f} {min(ident):6.2f}{lol_cells} {np.mean(mix):6.2f} "
               f"{cast_chart[0]:8.2f},{cast_chart[1]:6.2f}  {cast_dark[0]:8.2f},{cast_dark[1]:6.2f} "
-              f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f} {subject_lift(enh(portrait)):9.2f}", flush=True)
+              f"{cast_photos[0]:5.2f},{cast_photos[1]:5.2f} {subject_lift(enh(portrait)):9.2f} "
+              f"{subject_lift(enh(portrait_clean)):5.2f}", flush=True)
         columns.append([enh(img) for _, img in scenes])
         labels.append(enh.label)
     if args.sheet is not None:
