@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 def load(model: str | None = None, *, weights: str | os.PathLike | None = None, device: str = "auto",
          strength: float = 1.0, memory: float | None = None, tile: int = 0, overlap: int | None = None,
-         precision: Precision = "fp32", scale: int | None = None, backend: Backend | None = None) -> Enhancer:
+         precision: Precision = "fp32", scale: int | None = None, backend: Backend | None = None,
+         threads: int | None = None) -> Enhancer:
     """A model ready to enhance images: call it, ``enhancer(image)`` or ``enhancer.enhance(image)``.
 
     ``model``: a learned model (``mirnet``, ``neid.lol``) or a baseline (``clahe``); default: the
@@ -38,12 +39,17 @@ def load(model: str | None = None, *, weights: str | os.PathLike | None = None, 
     the tiling; default :func:`~lowlight_cli.inference.memory_budget_bytes`); ``tile`` side in pixels
     (0: from ``memory``); ``overlap`` pixels (default the model's); ``precision`` fp32, or fp16/bf16 on
     CUDA; ``scale`` output scale (default the model's); ``backend`` auto, onnx or torch (default
-    ``$LOWLIGHT_BACKEND``, else auto). CPU threads: ``torch.set_num_threads`` before loading.
+    ``$LOWLIGHT_BACKEND``, else auto); ``threads`` CPU threads for torch and ONNX Runtime, set for the
+    whole process (``torch.set_num_threads``): 0 takes the cores other processes are not using now, as
+    ``lowlight enhance`` does; None (default) leaves the process's setting alone. On a machine other
+    work keeps busy, ``threads=0`` can make each call many times faster.
     Raises :class:`~lowlight_cli.errors.UsageError` for options that cannot be used, ModelNotFoundError
     or WeightsError for a model that cannot be loaded.
     """
-    from .inference import RunOptions, default_backend, default_model_name, load_enhancer
+    from .inference import RunOptions, default_backend, default_model_name, load_enhancer, set_threads
 
+    if threads is not None:
+        set_threads(threads)
     options = RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale,
                          strength=strength, memory_gb=memory, backend=backend or default_backend())
     return load_enhancer(model or default_model_name(), weights=None if weights is None else Path(weights),
@@ -53,8 +59,8 @@ def load(model: str | None = None, *, weights: str | os.PathLike | None = None, 
 def enhance(image: ImageInput, model: str | None = None, *, weights: str | os.PathLike | None = None,
             device: str = "auto", strength: float = 1.0, memory: float | None = None, tile: int = 0,
             overlap: int | None = None, precision: Precision = "fp32", scale: int | None = None,
-            backend: Backend | None = None) -> np.ndarray | Image.Image:
+            backend: Backend | None = None, threads: int | None = None) -> np.ndarray | Image.Image:
     """``load(model, ...)(image)``: one image, the same kind back (see
     :meth:`~lowlight_cli.inference.Enhancer.enhance`). For several images, :func:`load` once."""
     return load(model, weights=weights, device=device, strength=strength, memory=memory, tile=tile,
-                overlap=overlap, precision=precision, scale=scale, backend=backend)(image)
+                overlap=overlap, precision=precision, scale=scale, backend=backend, threads=threads)(image)

@@ -158,3 +158,20 @@ def test_bad_options_raise_usage_errors():
         ll.load("gamma_auto", strength=2.0)
     with pytest.raises(ll.ModelNotFoundError):
         ll.load("no_such_model")
+
+
+def test_threads_sets_the_process_threads_only_when_asked():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        ll.load("gamma_auto")
+        assert torch.get_num_threads() == before  # None: the caller's setting is left alone
+        ll.load("gamma_auto", threads=1)
+        assert torch.get_num_threads() == 1
+        ll.enhance(np.full((8, 8, 3), 12, np.uint8), model="gamma_auto", threads=2)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ll.UsageError, match="threads"):
+            ll.load("gamma_auto", threads=-1)
+    finally:
+        torch.set_num_threads(before)
