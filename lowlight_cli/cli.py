@@ -580,6 +580,7 @@ def compare(
     data_dir: DataDirOpt = None,
     split: SplitOpt = "eval15",
     grids: Annotated[int, typer.Option("--grids", help="With --dataset: grids for this many pairs.")] = 3,
+    panel: Annotated[int, typer.Option("--panel", min=16, help="Width of each picture in the grid, pixels (the first; the others keep its height). Wider shows noise and detail.")] = 320,
     device: DeviceOpt = "auto",
     tile: TileOpt = 0,
     memory: MemoryOpt = None,
@@ -598,7 +599,7 @@ def compare(
 
       lowlight compare dark.jpg --methods clahe,msrcr,msrnet          # writes dark_compare.png
 
-      lowlight compare dark.png --ref bright.png --methods he,msrcr -o grid.png
+      lowlight compare dark.png --ref bright.png --methods he,msrcr -o grid.png --panel 800
 
       lowlight compare --dataset lol --data-dir ../shared/data/lol --methods clahe,msrcr -o cmp/
     """
@@ -620,7 +621,8 @@ def compare(
                 raise OutputError(f"output {target} would overwrite the input {source}", "choose another -o")
         check_outputs([Job(input_path, target, explicit=True)], overwrite=overwrite)
         with progress_bar() as bar:
-            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"), max_pixels=max_pixels)
+            grid, rows = compare_image(input_path, names, ref, options, progress=_progress(bar, "compare"), max_pixels=max_pixels,
+                                       panel=panel)
         save_grid(target, grid)
         if as_json:
             print(json.dumps({"output": str(target), "models": json_ready(rows)}, indent=2))
@@ -637,7 +639,7 @@ def compare(
     check_outputs(list(jobs.values()), overwrite=overwrite)
     with progress_bar() as bar:
         result, images = compare_dataset(names, split_dir, options, n_grids=grids, progress=_progress(bar, "compare"),
-                                         max_pixels=max_pixels)
+                                         max_pixels=max_pixels, panel=panel)
     paths = []
     for stem, grid in images.items():
         paths.append(jobs[stem].dst)

@@ -493,6 +493,8 @@ def _entry_row(spec: registry.ModelSpec, entry: WeightsEntry, *, macs: bool) -> 
 
 LABEL_BAND = 24  # pixels of the caption band above each panel
 GAP = 4  # pixels between panels and between rows
+PANEL_WIDTH = 320  # pixels, the first panel of a grid (`lowlight compare --panel`)
+MAX_COLUMNS = 4  # panels a grid row holds at most
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -507,10 +509,12 @@ def _caption(width: int, text: str) -> np.ndarray:
     return band.astype(np.float32) / 255.0
 
 
-def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int = 320, columns: int = 4) -> np.ndarray:
+def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int = PANEL_WIDTH,
+                 columns: int | None = None) -> np.ndarray:
     """Captioned panels side by side, ``columns`` per row, as one float32 ``(H, W, 3)`` image in [0, 1].
 
-    Every panel is resized (keeping its aspect) to the height the first one has at ``tile_width``
+    By default the fewest rows of at most :data:`MAX_COLUMNS` panels, filled evenly (six panels: two rows
+    of three, not a row of four and a row of two). Every panel is resized (keeping its aspect) to the height the first one has at ``tile_width``
     pixels wide, and gets a :data:`LABEL_BAND`-pixel caption above it; panels and rows are
     :data:`GAP` pixels apart on black. Inputs are ``(h, w, 3)`` in [0, 1], of any sizes.
     """
@@ -523,6 +527,8 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
         width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
         image = cv2.resize(np.asarray(rgb, np.float32), (width, height), interpolation=cv2.INTER_AREA)
         panels.append(np.concatenate([_caption(width, label), np.clip(image, 0.0, 1.0)], axis=0))
+    if columns is None:
+        columns = math.ceil(len(panels) / math.ceil(len(panels) / MAX_COLUMNS))
     rows = [panels[i : i + columns] for i in range(0, len(panels), columns)]
     grid_w = max(sum(p.shape[1] for p in row) + GAP * (len(row) - 1) for row in rows)
     row_h = LABEL_BAND + height
@@ -569,11 +575,12 @@ def compare_image(
     options: RunOptions = RunOptions(),
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    panel: int = PANEL_WIDTH,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Run every method on one image: a grid (input, each output captioned with :func:`panel_name`, the
     reference if any) and one row per method (``model``, ``seconds``, and with ``ref`` the
     :data:`METRICS` against it). ``progress(done, total)`` is called after each method; an image over
-    ``max_pixels`` is refused from its header."""
+    ``max_pixels`` is refused from its header; ``panel`` is the grid's panel width in pixels."""
     low = read_image(input_path, max_pixels=max_pixels).rgb
     target = None if ref is None else read_image(ref, max_pixels=max_pixels).rgb
     panels, labels, rows = [low], ["input"], []
@@ -592,7 +599,7 @@ def compare_image(
     if target is not None:
         panels.append(target)
         labels.append("reference")
-    return compare_grid(panels, labels), rows
+    return compare_grid(panels, labels, tile_width=panel), rows
 
 
 def grid_pairs(split_dir: Path, n_grids: int) -> list[Pair]:
@@ -610,9 +617,10 @@ def compare_dataset(
     n_grids: int = 3,
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    panel: int = PANEL_WIDTH,
 ) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """:func:`evaluate` every method on the split, plus grids (input, outputs with their scores,
-    reference) for the :func:`grid_pairs`, keyed by stem."""
+    reference; panels ``panel`` pixels wide) for the :func:`grid_pairs`, keyed by stem."""
     picks = grid_pairs(split_dir, n_grids)
     result = evaluate(methods, split_dir, options, progress=progress, keep={p.stem for p in picks}, max_pixels=max_pixels)
     grids = {}
@@ -621,6 +629,6 @@ def compare_dataset(
         outputs = result.outputs[pair.stem]
         grids[pair.stem] = compare_grid(
             [read_image(pair.low, max_pixels=max_pixels).rgb, *outputs.values(), read_image(pair.high, max_pixels=max_pixels).rgb],
-            ["input", *(_label(result.captions[m], rows[m]) for m in outputs), "reference"],
+            ["input", *(_label(result.captions[m], rows[m]) for m in outputs), "reference"], tile_width=panel,
         )
     return result, grids

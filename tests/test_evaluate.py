@@ -203,6 +203,28 @@ def test_compare_grid_wraps_rows_and_matches_heights():
     assert grid.dtype == np.float32 and 0.0 <= grid.min() and grid.max() <= 1.0
 
 
+@pytest.mark.parametrize("n, rows", [(1, [1]), (4, [4]), (5, [3, 2]), (6, [3, 3]), (7, [4, 3]), (9, [3, 3, 3])])
+def test_compare_grid_fills_its_rows_evenly(n, rows):
+    grid = evaluate.compare_grid([np.zeros((30, 40, 3))] * n, [f"m{i}" for i in range(n)], tile_width=40)
+    row_h = evaluate.LABEL_BAND + 30
+    assert grid.shape[:2] == (len(rows) * row_h + (len(rows) - 1) * evaluate.GAP,
+                              max(rows) * 40 + (max(rows) - 1) * evaluate.GAP)
+    for r, count in enumerate(rows):  # each row's last panel ends where its width says, black after it
+        band = grid[r * (row_h + evaluate.GAP) : r * (row_h + evaluate.GAP) + evaluate.LABEL_BAND]
+        lit = np.flatnonzero(band.max(axis=(0, 2)) > 0)
+        assert lit.max() < count * 40 + (count - 1) * evaluate.GAP
+
+
+def test_compare_panel_sets_the_grids_picture_width(cli, tmp_path):
+    src = tmp_path / "night.png"
+    cv2.imwrite(str(src), dark_image(48, 64))
+    code, _, _ = cli("compare", src, "--methods", "gamma", "--panel", "128", "-o", tmp_path / "g.png")
+    assert code == 0
+    assert cv2.imread(str(tmp_path / "g.png")).shape == (evaluate.LABEL_BAND + 96, 2 * 128 + evaluate.GAP, 3)
+    code, _, err = cli("compare", src, "--methods", "gamma", "--panel", "8", "-o", tmp_path / "h.png")
+    assert code == 2 and "--panel" in err
+
+
 def test_compare_dataset_writes_grids(cli, lol, tmp_path):
     out_dir = tmp_path / "cmp"
     code, out, _ = cli("compare", "--dataset", "lol", "--data-dir", lol, "--methods", "gamma",
@@ -453,7 +475,7 @@ def test_compare_image_captions_the_scale_and_reports_progress_per_method(tmp_pa
     cv2.imwrite(str(src), dark_image(32, 32))
     captions, calls = [], []
     grid = evaluate.compare_grid
-    monkeypatch.setattr(evaluate, "compare_grid", lambda rgbs, labels: captions.extend(labels) or grid(rgbs, labels))
+    monkeypatch.setattr(evaluate, "compare_grid", lambda rgbs, labels, **k: captions.extend(labels) or grid(rgbs, labels, **k))
     evaluate.compare_image(src, ["gamma", "neid"], options=RunOptions(device="cpu"), progress=lambda *a: calls.append(a))
     assert captions == ["input", "gamma", "neid.mix x1 (input halved)"]
     assert calls == [(1, 2), (2, 2)]
