@@ -357,6 +357,7 @@ def train(
     lowkey: Annotated[float, typer.Option("--lowkey", help="Share of the identity pairs made low-key from --photos (graded darker, white kept, no noise): dark-toned is not under-exposed.")] = 0.0,
     clean: Annotated[float, typer.Option("--clean", help="Share of the global pairs darkened without sensor noise (a phone's denoised dark photo): its colours come back with its light.")] = 0.0,
     backlit: Annotated[float, typer.Option("--backlit", help="Share of the spatial pairs whose shadow falls on subjects in a lit frame (a backlit portrait): shadow beside light is lifted.")] = 0.0,
+    backlit_clean: Annotated[float, typer.Option("--backlit-clean", help="Share of the backlit pairs made without sensor noise (a phone's HDR-processed backlit photo).")] = 0.0,
     targets: Annotated[Optional[Path], typer.Option("--targets", help="Folder with one image per LOL pair, named as it, trained towards instead of its high/ image (a teacher's outputs: distillation); validation still uses high/.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the fastest this CPU has), fp32, channels_last or bf16 (native-bf16 CPUs).")] = "auto",
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this weights file (.safetensors: bundled or exported) instead of random weights: fine-tuning.")] = None,
@@ -388,7 +389,7 @@ def train(
     fit(TrainConfig(
         model=model, out=out_dir, dataset=dataset, data_dir=data_dir, synthetic=synthetic, steps=steps,
         batch=batch, patch=patch, lr=lr, clip_grad=clip_grad, warmup=warmup, schedule=schedule, ema=ema, mix_identity=mix_identity,
-        mix_global=mix_global, mix_spatial=mix_spatial, view=view, photos=photos, targets=targets, lowkey=lowkey, clean=clean, backlit=backlit, engine=engine, init=init, train_only=train_only, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+        mix_global=mix_global, mix_spatial=mix_spatial, view=view, photos=photos, targets=targets, lowkey=lowkey, clean=clean, backlit=backlit, backlit_clean=backlit_clean, engine=engine, init=init, train_only=train_only, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
         threads=threads, device=device, resume=resume,
     ))
 

@@ -499,6 +499,40 @@ def test_backlit_share_turns_spatial_pairs_backlit(photos, tmp_path):
             config(**bad)
 
 
+def test_backlit_clean_share_takes_the_noise_off_backlit_pairs(photos, tmp_path):
+    """--backlit-clean: that share of the backlit pairs is made without sensor noise; 0 draws nothing
+    extra, so backlit runs without it keep their batches."""
+    import torch.nn.functional as F
+
+    from lowlight_cli.training.config import cli_command
+    from lowlight_cli.training.data import Images
+
+    grad = np.linspace(40, 220, 64, dtype=np.float32)
+    smooth = np.stack([np.add.outer(grad, grad) / 2] * 3, -1).astype(np.uint8)  # no texture of its own
+    images = Images(["a", "b"], [smooth, smooth], None)
+    shaded = {"identity": 0.0, "global": 0.0, "spatial": 1.0, "lol": 0.0}
+    noisy = Variants(backlit=1.0)
+    plain = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded, variants=noisy)
+    again = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded,
+                         variants=Variants(backlit=1.0, backlit_clean=0.0))
+    assert all(torch.equal(x, y) for x, y in zip(plain, again))
+    clean, _ = sample_batch(images, np.random.default_rng(0), batch=6, patch=64, downscale=1, mixture=shaded,
+                            variants=Variants(backlit=1.0, backlit_clean=1.0))
+
+    def grain(low: torch.Tensor) -> float:  # what is left of each input after a 3x3 mean: its noise
+        return float((low - F.avg_pool2d(low, 3, stride=1, padding=1, count_include_pad=False)).abs().mean())
+
+    assert grain(clean) < 0.5 * grain(plain[0]), (grain(clean), grain(plain[0]))
+
+    def config(**kw) -> TrainConfig:
+        return resolve(TrainConfig(model="msrnet_tiny", out=tmp_path, **({"photos": photos, "mix_spatial": 0.3} | kw)))
+
+    assert "--backlit 0.5 --backlit-clean 0.5" in cli_command(config(backlit=0.5, backlit_clean=0.5))
+    for bad in ({"backlit": 0.5, "backlit_clean": 1.5}, {"backlit_clean": 0.5}):
+        with pytest.raises(UsageError):
+            config(**bad)
+
+
 def test_lowkey_pairs_are_graded_photos_that_are_their_own_target(photos, tmp_path):
     """--lowkey: that share of the identity pairs is a photo graded darker (white kept, no noise) and
     trained to come back as it is; the LOL images stay plain identity pairs, and 0 draws nothing extra."""

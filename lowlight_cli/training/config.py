@@ -36,6 +36,7 @@ class TrainConfig:
     ``lowkey``: the share of identity pairs made low-key (:func:`pairs.lowkey`) from the ``photos``.
     ``clean``: the share of global pairs darkened without sensor noise (``pairs.darken(noise=False)``).
     ``backlit``: the share of spatial pairs whose shadow falls on subjects in a lit frame (``pairs.shadow_mask``).
+    ``backlit_clean``: the share of those backlit pairs made without sensor noise.
     ``steps`` counts optimizer steps; ``batch`` is per process. ``engine``: how a CPU step runs (``auto``: the fastest this CPU has, see :func:`engine.pick_engine`).
     ``val_crop``: 0 validates on whole images, N on their centre N x N crop.
     ``threads``: torch CPU threads per process (0: torch's default, divided among local DDP ranks).
@@ -69,6 +70,7 @@ class TrainConfig:
     lowkey: float = 0.0
     clean: float = 0.0
     backlit: float = 0.0
+    backlit_clean: float = 0.0
     engine: str = "auto"
     init: Path | None = None
     train_only: str = ""
@@ -116,8 +118,8 @@ class TrainConfig:
         return mix | {"lol": round(1.0 - sum(mix.values()), 6)}
 
     def variants(self) -> Variants:
-        """The shares of the mixture's kinds drawn as a variant (low-key, clean, backlit)."""
-        return Variants(lowkey=self.lowkey, clean=self.clean, backlit=self.backlit)
+        """The shares of the mixture's kinds drawn as a variant (low-key, clean, backlit, clean backlit)."""
+        return Variants(lowkey=self.lowkey, clean=self.clean, backlit=self.backlit, backlit_clean=self.backlit_clean)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -161,6 +163,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"backlit must be in [0, 1], got {c.backlit}", "it is the share of spatial pairs with subjects in shadow")
     if c.backlit and not c.mix_spatial:
         raise UsageError("--backlit makes some of the spatial pairs backlit", "give --mix-spatial above 0")
+    if not 0.0 <= c.backlit_clean <= 1.0:
+        raise UsageError(f"backlit_clean must be in [0, 1], got {c.backlit_clean}", "it is the share of backlit pairs without noise")
+    if c.backlit_clean and not c.backlit:
+        raise UsageError("--backlit-clean makes some of the backlit pairs noise-free", "give --backlit above 0")
     if c.targets is not None and c.synthetic is not None:
         raise UsageError("--targets replaces the LOL pairs' high/ images; --synthetic has none", "drop one of them")
     if c.train_only and c.init is None:
@@ -251,6 +257,7 @@ def cli_command(config: TrainConfig) -> str:
     names += ["lowkey"] if config.lowkey else []
     names += ["clean"] if config.clean else []
     names += ["backlit"] if config.backlit else []
+    names += ["backlit_clean"] if config.backlit_clean else []
     names += ["warmup"] if config.warmup else []
     for name in names:
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]

@@ -202,7 +202,7 @@ def _pick(images: Images, pool: list[np.ndarray], rng: np.random.Generator, mixt
 
 
 def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: str, rng: np.random.Generator,
-            rh: int, rw: int) -> tuple[np.ndarray, np.ndarray]:
+            rh: int, rw: int, variants: Variants) -> tuple[np.ndarray, np.ndarray]:
     """``(low, high)`` float32 for a random ``rh`` x ``rw`` region of image ``i``, turned by one of the 8
     flips/rotations: the real LOL input, or one made by :func:`pairs.synthesize` for the whole region."""
     h, w = pool[i].shape[:2]
@@ -214,7 +214,7 @@ def _region(images: Images, pool: list[np.ndarray], i: int, real: bool, kind: st
 
     if real:
         return cut(images.low[i]), cut(pool[i] if images.target is None else images.target[i])
-    return synthesize(cut(pool[i]), kind, rng)
+    return synthesize(cut(pool[i]), kind, rng, variants.backlit_clean)
 
 
 def _check_size(image: np.ndarray, crop: int, stem: str) -> None:
@@ -243,7 +243,7 @@ def sample_batch(
     for _ in range(batch):
         kind, real, i = _pick(images, pool, rng, mixture, variants)
         _check_size(pool[i], crop, stems[i])
-        low, high = _region(images, pool, i, real, kind, rng, crop, crop)
+        low, high = _region(images, pool, i, real, kind, rng, crop, crop, variants)
         if downscale > 1:
             low = _downscale(low, downscale)
         lows.append(np.ascontiguousarray(low))
@@ -272,7 +272,7 @@ def sample_views(
         kind, real, i = _pick(images, pool, rng, mixture, variants)
         _check_size(pool[i], patch, stems[i])
         h, w = pool[i].shape[:2]
-        low_view, high_view = _region(images, pool, i, real, kind, rng, min(h, view), min(w, view))
+        low_view, high_view = _region(images, pool, i, real, kind, rng, min(h, view), min(w, view), variants)
         vh, vw = high_view.shape[:2]
         y, x = int(rng.integers(vh - patch + 1)), int(rng.integers(vw - patch + 1))
         lows.append(np.ascontiguousarray(low_view[y : y + patch, x : x + patch]))

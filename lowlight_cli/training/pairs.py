@@ -13,7 +13,8 @@ well-exposed image is its own input), ``global`` (one exposure from LOL-dark to 
 A share of the identity pairs may be ``lowkey`` (:func:`lowkey`): a photo graded darker but still
 correctly exposed, its own target, so that dark-toned does not read as under-exposed. A share of the
 global pairs may be ``clean``: the same darkening without the sensor noise, as a phone's denoised JPEG
-of a dark scene is, so that its colours come back with its light.
+of a dark scene is, so that its colours come back with its light; so may a share of the backlit pairs,
+as a phone's HDR-processed backlit photo is.
 
 Plain numpy on ``(H, W, 3)`` float32 arrays in [0, 1]; every random number comes from the
 ``numpy.random.Generator`` passed in, so the same generator state gives the same pair. Example::
@@ -146,10 +147,12 @@ def lowkey(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.round(graded * 255.0) / 255.0).astype(np.float32)
 
 
-def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator,
+               backlit_clean: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``(input, target)`` of a synthetic pair of ``kind`` (``identity``, ``lowkey``, ``global``, ``clean``,
     ``spatial``, ``backlit``, ``lol``) made from ``high``: the target is ``high`` itself but for ``lowkey``,
-    whose grade is both. A ``backlit`` pair is noisy; ``clean`` is the only noise-free darkening."""
+    whose grade is both. A ``backlit`` pair is noisy but for a share ``backlit_clean`` of them (as a phone's
+    HDR-processed backlit photo is), drawn here; ``clean`` is the other noise-free darkening."""
     if kind == "identity":
         return high, high
     if kind == "lowkey":
@@ -158,7 +161,8 @@ def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[n
     if kind in ("global", "clean"):
         return darken(high, rng, exposure=WIDE_EXPOSURE, noise=kind == "global"), high
     if kind == "backlit":
-        return darken(high, rng, exposure=BACKLIT_EXPOSURE, backlit=True), high
+        noisy = not (backlit_clean > 0 and rng.random() < backlit_clean)
+        return darken(high, rng, exposure=BACKLIT_EXPOSURE, backlit=True, noise=noisy), high
     return darken(high, rng, spatial=kind == "spatial"), high
 
 
@@ -166,12 +170,14 @@ def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[n
 class Variants:
     """The shares of the mixture's kinds drawn as a variant of themselves (``lowlight train --lowkey``,
     ``--clean``, ``--backlit``): ``lowkey`` of the identity pairs (:func:`lowkey`, from the photos),
-    ``clean`` of the global ones (no sensor noise), ``backlit`` of the spatial ones (:func:`shadow_mask`).
-    A share of 0 draws nothing extra, so a run without it keeps the batches it always had."""
+    ``clean`` of the global ones (no sensor noise), ``backlit`` of the spatial ones (:func:`shadow_mask`),
+    ``backlit_clean`` of the backlit ones (no sensor noise; drawn by :func:`synthesize`). A share of 0
+    draws nothing extra, so a run without it keeps the batches it always had."""
 
     lowkey: float = 0.0
     clean: float = 0.0
     backlit: float = 0.0
+    backlit_clean: float = 0.0
 
 
 def pick_kind(mixture: dict[str, float] | None, rng: np.random.Generator) -> str:
