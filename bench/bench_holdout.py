@@ -30,7 +30,8 @@ blind model, which must find the map and the curve itself.
 (:func:`expose`), without and with sensor noise, each with ``x bright``, the output's mean brightness over
 the original's (1: the photo's own exposure back; above 1: lifted past it), and ``x chroma``, its mean
 colourfulness over the original's (:func:`lowlight_cli.metrics.chroma`; 1: the colours back; under 1: greyer; colour noise
-left in a noisy photo's output counts as colour too). The darkening
+left in a noisy photo's output counts as colour too), and ``hue``, how far its saturated colours turn
+(:func:`lowlight_cli.metrics.hue_shift`, degrees; a red hat turned orange is 10-15). The darkening
 is a gain in the sRGB values, so a plain gain would bring a clean photo's colours back whole.
 
 ``--backlit`` adds ``backlit``: the identity images with subjects in shadow in a lit frame (what
@@ -51,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lowlight_cli.inference import RunOptions, load_enhancer  # noqa: E402
-from lowlight_cli.metrics import chroma, psnr  # noqa: E402
+from lowlight_cli.metrics import chroma, hue_shift, psnr  # noqa: E402
 from lowlight_cli.training.config import TrainConfig, resolve  # noqa: E402
 from lowlight_cli.training.data import load_split  # noqa: E402
 from lowlight_cli.training.pairs import BACKLIT_EXPOSURE, darken_traced  # noqa: E402
@@ -102,19 +103,20 @@ def main() -> None:
         print(f"backlit inputs: {np.mean([psnr(low, high) for low, high in sets['backlit']]):.2f} dB, "
               f"x shadow {shadow_lift([low for low, _ in sets['backlit']], sets['backlit'], shadows):.2f}")
     extra_head = f" {'seen':>7s} {'seen exp-fit':>12s}" if args.seen else ""
-    extra_head += "".join(f" {k:>10s} {'x bright':>8s} {'x chroma':>8s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
+    extra_head += "".join(f" {k:>10s} {'x bright':>8s} {'x chroma':>8s} {'hue':>5s}" for k in ("dark clean", "dark noisy")) if args.darkened else ""
     extra_head += f" {'backlit':>7s} {'x shadow':>8s}" if args.backlit else ""
     print(f"{'model':32s} {'lol':>7s} {'lol exp-fit':>11s} {'lol detail':>10s} {'identity mean':>14s} {'median':>7s} {'worst':>6s} "
           f"{'mixed':>7s}{extra_head}")
     for name in args.models.split(","):
         enhancer = load_enhancer(name, weights=Path(files[name]) if name in files else None,
                                  options=RunOptions(device="cpu", scale=1))
-        scores, fitted, bright, colour, outputs = {}, {}, {}, {}, {}
+        scores, fitted, bright, colour, turn, outputs = {}, {}, {}, {}, {}, {}
         for k, pairs in sets.items():
             outs = [(np.clip(enhancer(low), 0.0, 1.0), high) for low, high in pairs]
             outputs[k] = [out for out, _ in outs]
             bright[k] = [out.mean() / max(high.mean(), 1e-6) for out, high in outs]
             colour[k] = [chroma(out) / max(chroma(high), 1e-6) for out, high in outs] if k.startswith("dark") else []
+            turn[k] = [hue_shift(out, high) for out, high in outs] if k.startswith("dark") else []
             scores[k] = [psnr(out, high) for out, high in outs]
             fitted[k] = [psnr(np.clip(exposure_gain(out, high) * out, 0.0, 1.0), high) for out, high in outs]
             if k == "lol":
@@ -122,7 +124,7 @@ def main() -> None:
         label = enhancer.label + (f" ({Path(files[name]).name})" if name in files else "")
         ident = scores.get("identity", [float("nan")])
         extra = f" {np.mean(scores['seen']):7.2f} {np.mean(fitted['seen']):12.2f}" if args.seen else ""
-        extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f} {np.mean(colour[k]):8.2f}"
+        extra += "".join(f" {np.mean(scores[k]):10.2f} {np.mean(bright[k]):8.2f} {np.mean(colour[k]):8.2f} {np.nanmean(turn[k]):5.1f}"
                         for k in ("dark clean", "dark noisy")) if args.darkened else ""
         extra += (f" {np.mean(scores['backlit']):7.2f} {shadow_lift(outputs['backlit'], sets['backlit'], shadows):8.2f}"
                   if args.backlit else "")

@@ -64,3 +64,18 @@ def test_gt_mean_clips_and_leaves_black_alone():
 def test_protocol_names_both_protocols_and_the_ssim_variant():
     for words in ("GT-mean", "Plain", "SSIM on RGB, mean over channels, Gaussian window", "sigma 1.5"):
         assert words in PROTOCOL
+
+
+def test_hue_shift_measures_how_far_saturated_colours_turn():
+    from lowlight_cli.metrics import hue_shift
+
+    red = np.zeros((32, 32, 3), np.float32)
+    red[..., 0], red[..., 1], red[..., 2] = 0.8, 0.1, 0.1
+    orange = red.copy()
+    orange[..., 1] = 0.3  # more green: red turns orange
+    grey = np.full((32, 32, 3), 0.5, np.float32)
+    assert hue_shift(red, red) == pytest.approx(0.0, abs=1e-6)
+    assert 8.0 < hue_shift(orange, red) < 40.0
+    assert hue_shift(orange, red) == pytest.approx(hue_shift(red, orange), rel=0.2)  # a turn either way counts
+    assert hue_shift(red * 0.5, red) < 5.0  # darker is not a turn
+    assert np.isnan(hue_shift(red, grey))  # nothing saturated to judge
