@@ -39,8 +39,9 @@ def load(model: str | None = None, *, weights: str | os.PathLike | None = None, 
     the tiling; default :func:`~lowlight_cli.inference.memory_budget_bytes`); ``tile`` side in pixels
     (0: from ``memory``); ``overlap`` pixels (default the model's); ``precision`` fp32, or fp16/bf16 on
     CUDA; ``scale`` output scale (default the model's); ``backend`` auto, onnx or torch (default
-    ``$LOWLIGHT_BACKEND``, else auto); ``threads`` CPU threads for torch and ONNX Runtime, set for the
-    whole process (``torch.set_num_threads``): 0 takes the cores other processes are not using now, as
+    ``$LOWLIGHT_BACKEND``, else auto); ``threads`` CPU threads, set once the model has loaded: torch's
+    for the whole process (``torch.set_num_threads``), ONNX Runtime's for this enhancer (it takes
+    torch's count at its first call); 0 takes the cores other processes are not using now, as
     ``lowlight enhance`` does; None (default) leaves the process's setting alone. On a machine other
     work keeps busy, ``threads=0`` can make each call many times faster.
     Raises :class:`~lowlight_cli.errors.UsageError` for options that cannot be used, ModelNotFoundError
@@ -48,12 +49,13 @@ def load(model: str | None = None, *, weights: str | os.PathLike | None = None, 
     """
     from .inference import RunOptions, default_backend, default_model_name, load_enhancer, set_threads
 
-    if threads is not None:
-        set_threads(threads)
     options = RunOptions(device=device, tile=tile, overlap=overlap, precision=precision, scale=scale,
                          strength=strength, memory_gb=memory, backend=backend or default_backend())
-    return load_enhancer(model or default_model_name(), weights=None if weights is None else Path(weights),
-                         options=options)
+    enhancer = load_enhancer(model or default_model_name(), weights=None if weights is None else Path(weights),
+                             options=options)
+    if threads is not None:  # after loading: a load that fails leaves the process as it was
+        set_threads(threads)
+    return enhancer
 
 
 def enhance(image: ImageInput, model: str | None = None, *, weights: str | os.PathLike | None = None,

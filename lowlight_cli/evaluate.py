@@ -513,8 +513,8 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
                  columns: int | None = None) -> np.ndarray:
     """Captioned panels side by side, ``columns`` per row, as one float32 ``(H, W, 3)`` image in [0, 1].
 
-    By default the fewest rows of at most :data:`MAX_COLUMNS` panels, filled evenly (six panels: two rows
-    of three, not a row of four and a row of two). Every panel is resized (keeping its aspect) to the
+    By default the fewest rows of at most :data:`MAX_COLUMNS` panels, as even as they can be (six panels:
+    two rows of three, not a row of four and a row of two; ten: 4, 3, 3). Every panel is resized (keeping its aspect) to the
     height the first one has at ``tile_width`` pixels wide, and gets a :data:`LABEL_BAND`-pixel caption
     above it; panels and rows are :data:`GAP` pixels apart on black. Inputs are ``(h, w, 3)`` in [0, 1],
     of any sizes.
@@ -528,9 +528,13 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
         width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
         image = cv2.resize(np.asarray(rgb, np.float32), (width, height), interpolation=cv2.INTER_AREA)
         panels.append(np.concatenate([_caption(width, label), np.clip(image, 0.0, 1.0)], axis=0))
-    if columns is None:
-        columns = math.ceil(len(panels) / math.ceil(len(panels) / MAX_COLUMNS))
-    rows = [panels[i : i + columns] for i in range(0, len(panels), columns)]
+    if columns is None:  # the fewest rows, the longer ones first: 10 -> 4, 3, 3
+        n_rows = math.ceil(len(panels) / MAX_COLUMNS)
+        sizes = [len(panels) // n_rows + (r < len(panels) % n_rows) for r in range(n_rows)]
+    else:
+        sizes = [min(columns, len(panels) - i) for i in range(0, len(panels), columns)]
+    starts = np.cumsum([0, *sizes])
+    rows = [panels[a:b] for a, b in zip(starts[:-1], starts[1:])]
     grid_w = max(sum(p.shape[1] for p in row) + GAP * (len(row) - 1) for row in rows)
     row_h = LABEL_BAND + height
     grid = np.zeros((len(rows) * row_h + GAP * (len(rows) - 1), grid_w, 3), np.float32)

@@ -98,18 +98,20 @@ def chroma(rgb: np.ndarray) -> float:
 def hue_shift(pred: np.ndarray, target: np.ndarray, *, min_chroma: float = 30.0, blur: float = 2.0) -> float:
     """How far ``pred`` turns the hues of ``target``'s saturated colours, in degrees: the mean absolute
     difference of CIE Lab hue angles over the pixels whose chroma in ``target`` is at least ``min_chroma``
-    (a red hat, a green field; not skin or greys), weighted by that chroma; both images blurred by
-    ``blur`` px first so that noise does not count. NaN when ``target`` has no such pixel. A red turned
-    orange is 10-15 degrees."""
+    (a red hat, a green field; not skin or greys), weighted by that chroma. Pixels whose colour ``pred``
+    has all but lost (chroma under a third of ``min_chroma``), whose hue means nothing, are left out:
+    lost colour is :func:`chroma`'s to measure. Both images are blurred by ``blur`` px first (0: not)
+    so that noise does not count. NaN when no pixel is left. A red turned orange is 10-15 degrees."""
     a, b = _check_pair(pred, target)
 
     def ab(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lab = cv2.cvtColor(cv2.GaussianBlur(np.clip(rgb, 0.0, 1.0).astype(np.float32), (0, 0), blur), cv2.COLOR_RGB2LAB)
+        rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+        lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (0, 0), blur) if blur > 0 else rgb, cv2.COLOR_RGB2LAB)
         return lab[..., 1], lab[..., 2]
 
     (pa, pb), (ta, tb) = ab(a), ab(b)
     weight = np.hypot(ta, tb)
-    weight = np.where(weight >= min_chroma, weight, 0.0)
+    weight = np.where((weight >= min_chroma) & (np.hypot(pa, pb) >= min_chroma / 3), weight, 0.0)
     if not weight.any():
         return float("nan")
     turn = np.angle(np.exp(1j * (np.arctan2(pb, pa) - np.arctan2(tb, ta))), deg=True)  # wrapped to +-180

@@ -203,16 +203,17 @@ def test_compare_grid_wraps_rows_and_matches_heights():
     assert grid.dtype == np.float32 and 0.0 <= grid.min() and grid.max() <= 1.0
 
 
-@pytest.mark.parametrize("n, rows", [(1, [1]), (4, [4]), (5, [3, 2]), (6, [3, 3]), (7, [4, 3]), (9, [3, 3, 3])])
+@pytest.mark.parametrize("n, rows", [(1, [1]), (4, [4]), (5, [3, 2]), (6, [3, 3]), (7, [4, 3]), (9, [3, 3, 3]),
+                                     (10, [4, 3, 3]), (13, [4, 3, 3, 3])])
 def test_compare_grid_fills_its_rows_evenly(n, rows):
     grid = evaluate.compare_grid([np.zeros((30, 40, 3))] * n, [f"m{i}" for i in range(n)], tile_width=40)
     row_h = evaluate.LABEL_BAND + 30
     assert grid.shape[:2] == (len(rows) * row_h + (len(rows) - 1) * evaluate.GAP,
                               max(rows) * 40 + (max(rows) - 1) * evaluate.GAP)
-    for r, count in enumerate(rows):  # each row's last panel ends where its width says, black after it
+    for r, count in enumerate(rows):  # each row's caption bands end where its panels do, black after them
         band = grid[r * (row_h + evaluate.GAP) : r * (row_h + evaluate.GAP) + evaluate.LABEL_BAND]
         lit = np.flatnonzero(band.max(axis=(0, 2)) > 0)
-        assert lit.max() < count * 40 + (count - 1) * evaluate.GAP
+        assert lit.max() == count * 40 + (count - 1) * evaluate.GAP - 1
 
 
 def test_compare_panel_sets_the_grids_picture_width(cli, tmp_path):

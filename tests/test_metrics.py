@@ -67,15 +67,23 @@ def test_protocol_names_both_protocols_and_the_ssim_variant():
 
 
 def test_hue_shift_measures_how_far_saturated_colours_turn():
+    import cv2
+
     from lowlight_cli.metrics import hue_shift
 
-    red = np.zeros((32, 32, 3), np.float32)
-    red[..., 0], red[..., 1], red[..., 2] = 0.8, 0.1, 0.1
-    orange = red.copy()
-    orange[..., 1] = 0.3  # more green: red turns orange
+    def lab_patch(lightness: float, a: float, b: float) -> np.ndarray:
+        lab = np.full((32, 32, 3), (lightness, a, b), np.float32)
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+    red = lab_patch(50, 60, 35)  # chroma 69.5 at 30 degrees
+    orange = lab_patch(50, 69.5 * np.cos(np.radians(42)), 69.5 * np.sin(np.radians(42)))  # the same at 42
     grey = np.full((32, 32, 3), 0.5, np.float32)
-    assert hue_shift(red, red) == pytest.approx(0.0, abs=1e-6)
-    assert 8.0 < hue_shift(orange, red) < 40.0
-    assert hue_shift(orange, red) == pytest.approx(hue_shift(red, orange), rel=0.2)  # a turn either way counts
-    assert hue_shift(red * 0.5, red) < 5.0  # darker is not a turn
+    assert hue_shift(red, red) == pytest.approx(0.0, abs=1e-3)
+    assert hue_shift(orange, red) == pytest.approx(12.0, abs=1.0)  # a red turned orange
+    assert hue_shift(red, orange) == pytest.approx(12.0, abs=1.0)
+    assert hue_shift(red * 0.8, red) < 3.0  # darker is not a turn
+    teal, blue_green = lab_patch(60, -40, 7), lab_patch(60, -40, -7)  # hues 170 and 190: 20 apart across 180
+    assert hue_shift(blue_green, teal) == pytest.approx(20.0, abs=1.0)
     assert np.isnan(hue_shift(red, grey))  # nothing saturated to judge
+    assert np.isnan(hue_shift(grey, red))  # colour lost is not a turn (chroma() says it)
+    assert hue_shift(orange, red, blur=0) == pytest.approx(hue_shift(orange, red), abs=0.1)

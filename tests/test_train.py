@@ -623,7 +623,7 @@ def test_every_engine_gives_the_fp32_gradient(engine):
     assert torch.allclose(grads[0], grads[1], rtol=tol, atol=tol * grads[0].abs().max())
 
 
-def test_the_recorded_command_gives_warmup_and_view_back(tmp_path):
+def test_the_recorded_command_gives_warmup_view_and_shares_back(tmp_path):
     """config.json's `command` (and a weights.toml entry's train_command) must start the same run."""
     import shlex
 
@@ -633,7 +633,8 @@ def test_the_recorded_command_gives_warmup_and_view_back(tmp_path):
     from lowlight_cli.training import loop
     from lowlight_cli.training.config import cli_command
 
-    config = resolve(TrainConfig(model="lantern_tiny", out=tmp_path / "r", data_dir=tmp_path, warmup=30, view=96))
+    config = resolve(TrainConfig(model="lantern_tiny", out=tmp_path / "r", data_dir=tmp_path, warmup=30, view=96,
+                                 mix_global=0.2, mix_spatial=0.3, clean=0.5, backlit=0.5, backlit_clean=0.25))
     seen: list[TrainConfig] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, "fit", lambda c: seen.append(c))

@@ -232,9 +232,10 @@ def sample_batch(
     Each item: its kind drawn from ``mixture`` (see :meth:`TrainConfig.mixture`; a real pair when
     absent), an image drawn uniformly (with replacement; synthetic kinds draw from ``images`` and
     ``photos`` together; ``variants`` turns shares of the identity, global and spatial pairs into low-key,
-    clean and backlit ones, see :class:`pairs.Variants`), a random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the input of a synthetic pair
-    made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a
-    bicubic downsampling of the input crop by ``k`` (the target keeps the full crop).
+    clean and backlit ones, and of the backlit ones into clean ones, see :class:`pairs.Variants`), a
+    random ``patch * k`` crop, one of the 8 flips/90-degree rotations, the input of a synthetic pair
+    made fresh by :func:`pairs.synthesize`, and when ``k = downscale > 1`` a bicubic downsampling of the
+    input crop by ``k`` (the target keeps the full crop).
     """
     crop = patch * downscale
     pool = images.high + (photos.high if photos is not None else [])
