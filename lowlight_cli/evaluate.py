@@ -514,10 +514,10 @@ def compare_grid(rgbs: list[np.ndarray], labels: list[str], *, tile_width: int =
     """Captioned panels side by side, ``columns`` per row, as one float32 ``(H, W, 3)`` image in [0, 1].
 
     By default the fewest rows of at most :data:`MAX_COLUMNS` panels, as even as they can be (six panels:
-    two rows of three, not a row of four and a row of two; ten: 4, 3, 3). Every panel is resized (keeping its aspect) to the
-    height the first one has at ``tile_width`` pixels wide, and gets a :data:`LABEL_BAND`-pixel caption
-    above it; panels and rows are :data:`GAP` pixels apart on black. Inputs are ``(h, w, 3)`` in [0, 1],
-    of any sizes.
+    two rows of three, not a row of four and a row of two; ten: 4, 3, 3). Every panel is resized
+    (keeping its aspect) to the height the first one has at ``tile_width`` pixels wide, and gets a
+    :data:`LABEL_BAND`-pixel caption above it; panels and rows are :data:`GAP` pixels apart on black.
+    Inputs are ``(h, w, 3)`` in [0, 1], of any sizes.
     """
     if len(rgbs) != len(labels) or not rgbs:
         raise ValueError(f"need as many labels as images (got {len(rgbs)} images, {len(labels)} labels), at least one")

@@ -169,8 +169,8 @@ def synthesize(high: np.ndarray, kind: str, rng: np.random.Generator,
 @dataclass(frozen=True)
 class Variants:
     """The shares of the mixture's kinds drawn as a variant of themselves (``lowlight train --lowkey``,
-    ``--clean``, ``--backlit``, ``--backlit-clean``): ``lowkey`` of the identity pairs (:func:`lowkey`, from the photos),
-    ``clean`` of the global ones (no sensor noise), ``backlit`` of the spatial ones (:func:`shadow_mask`),
+    ``--clean``, ``--backlit``, ``--backlit-clean``): ``lowkey`` of the identity pairs (:func:`lowkey`,
+    from the photos), ``clean`` of the global ones (no sensor noise), ``backlit`` of the spatial ones (:func:`shadow_mask`),
     ``backlit_clean`` of the backlit ones (no sensor noise; drawn by :func:`synthesize`). A share of 0
     draws nothing extra, so a run without it keeps the batches it always had."""
 
